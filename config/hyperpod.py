@@ -1,0 +1,109 @@
+"""The SageMaker HyperPod cluster: its instance groups and node recovery."""
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Section
+
+# SageMaker's own patterns for ClusterName and InstanceGroupName (botocore service model).
+NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+TRAINING_PLAN_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[a-z0-9-]+$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+DeepHealthCheck = Literal["InstanceStress", "InstanceConnectivity"]
+
+
+def check_name(value: str) -> str:
+    if not NAME.match(value):
+        raise ValueError(
+            "must be 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
+        )
+    return value
+
+
+class Taint(Section):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class InstanceGroupConfig(Section):
+    name: str
+    instance_type: str
+    count: int = Field(ge=0, description="0 keeps the group defined but empty.")
+    threads_per_core: Literal[1, 2] = Field(
+        default=1, description="1 disables hyperthreading (GPU training)."
+    )
+    ebs_volume_gb: int = Field(default=500, ge=1, le=16384)
+    deep_health_checks: tuple[DeepHealthCheck, ...] = ()
+    training_plan_arn: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+
+    _name = field_validator("name")(check_name)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not INSTANCE_TYPE.match(value):
+            raise ValueError("must be a SageMaker instance type ml.<family>.<size>, e.g. ml.p5.48xlarge")
+        return value
+
+    @field_validator("training_plan_arn")
+    @classmethod
+    def _plan(cls, value: str | None) -> str | None:
+        if value is not None and not TRAINING_PLAN_ARN.match(value):
+            raise ValueError(
+                "must be a training plan ARN arn:aws:sagemaker:<region>:<account>:training-plan/<n>"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in labels if not LABEL_KEY.match(key)]
+        if bad:
+            raise ValueError(f"{bad} are not valid Kubernetes label keys")
+        return labels
+
+    @field_validator("deep_health_checks")
+    @classmethod
+    def _unique_checks(cls, checks: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(checks)) != len(checks):
+            raise ValueError("lists a deep health check twice")
+        return checks
+
+
+def _default_groups() -> tuple[InstanceGroupConfig, ...]:
+    return (
+        InstanceGroupConfig(name="head", instance_type="ml.m5.2xlarge", count=1),
+        InstanceGroupConfig(
+            name="workers",
+            instance_type="ml.p5.48xlarge",
+            count=4,
+            deep_health_checks=("InstanceStress", "InstanceConnectivity"),
+        ),
+    )
+
+
+class HyperPodConfig(Section):
+    cluster_name: str = "ray-hyperpod"
+    instance_groups: tuple[InstanceGroupConfig, ...] = Field(default_factory=_default_groups, min_length=1)
+    node_recovery: Literal["Automatic", "None"] = "Automatic"
+    node_provisioning_mode: Literal["Continuous"] | None = None
+
+    _name = field_validator("cluster_name")(check_name)
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> "HyperPodConfig":
+        names = [group.name for group in self.instance_groups]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"instance group names must be unique; repeated: {duplicates}")
+        return self
+
+    def group(self, name: str) -> InstanceGroupConfig:
+        """The instance group called `name` (validated to exist by the app config)."""
+        return next(group for group in self.instance_groups if group.name == name)
