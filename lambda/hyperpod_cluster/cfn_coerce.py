@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from botocore.model import Shape
 from botocore.validate import validate_parameters
 
 _INTEGER = re.compile(r"[+-]?\d+")
-_INTEGER_TYPES = {"integer", "long"}
-_FLOAT_TYPES = {"float", "double"}
 
 
 class ConfigError(ValueError):
@@ -25,21 +24,9 @@ class ConfigError(ValueError):
 
 def coerce(value: Any, shape: Shape, path: str) -> Any:
     """Return `value` converted to what `shape` expects; raise ConfigError naming `path` if it cannot be."""
-    kind = shape.type_name
-    if kind == "structure":
-        return _coerce_structure(value, shape, path)
-    if kind == "list":
-        return _coerce_list(value, shape, path)
-    if kind == "map":
-        return _coerce_map(value, shape, path)
-    if kind in _INTEGER_TYPES:
-        return _to_int(value, path)
-    if kind in _FLOAT_TYPES:
-        return _to_float(value, path)
-    if kind == "boolean":
-        return _to_bool(value, path)
+    convert = _CONVERTERS.get(shape.type_name)
     # strings, timestamps and blobs are passed as CloudFormation sent them.
-    return value
+    return convert(value, shape, path) if convert else value
 
 
 def coerce_request(params: dict[str, Any], shape: Shape, root: str) -> dict[str, Any]:
@@ -86,7 +73,7 @@ def _coerce_map(value: Any, shape: Shape, path: str) -> dict[str, Any]:
     return {key: coerce(item, shape.value, f"{path}.{key}") for key, item in value.items()}
 
 
-def _to_int(value: Any, path: str) -> int:
+def _to_int(value: Any, shape: Shape, path: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
@@ -94,21 +81,33 @@ def _to_int(value: Any, path: str) -> int:
     raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
 
 
-def _to_float(value: Any, path: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{path}: expected a number, got {_show(value)}") from None
+def _to_float(value: Any, shape: Shape, path: str) -> float:
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(f"{path}: expected a number, got {_show(value)}")
 
 
-def _to_bool(value: Any, path: str) -> bool:
+def _to_bool(value: Any, shape: Shape, path: str) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise ConfigError(f'{path}: expected a boolean ("true" or "false"), got {_show(value)}')
+
+
+_CONVERTERS: dict[str, Callable[[Any, Shape, str], Any]] = {
+    "structure": _coerce_structure,
+    "list": _coerce_list,
+    "map": _coerce_map,
+    "integer": _to_int,
+    "long": _to_int,
+    "float": _to_float,
+    "double": _to_float,
+    "boolean": _to_bool,
+}
 
 
 def _unknown_member(key: str, members: dict[str, Shape], path: str) -> str:

@@ -16,7 +16,7 @@ CREATE_ONLY_GROUP = ("InstanceType", "ExecutionRole", "ThreadsPerCore")
 NOT_UPDATED = {"ClusterName", "Tags", "InstanceGroups", "InstanceGroupsToDelete", *CREATE_ONLY_TOP}
 
 
-class CreateOnlyChange(ValueError):
+class CreateOnlyChangeError(ValueError):
     """The new properties change a field that only a new cluster can take."""
 
 

@@ -1,0 +1,81 @@
+"""Fixtures for the custom resource handlers: fake credentials, the handler module, SageMaker clients."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+REGION = "us-east-1"
+HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster"
+
+# In Lambda the handler's folder is the import root; reproduce that for its sibling modules.
+sys.path.insert(0, str(HANDLER_DIR))
+
+
+def _load_handler() -> ModuleType:
+    # A unique module name: other handlers' `index.py` must not shadow this one in sys.modules.
+    spec = importlib.util.spec_from_file_location("hyperpod_cluster_index", HANDLER_DIR / "index.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_HANDLER = _load_handler()
+_REAL_CLIENT = _HANDLER._client  # fixtures replace the attribute; keep the cached original to reset it
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials and no config files, so nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def handler(aws_env: None) -> Iterator[ModuleType]:
+    """The handler module with a fresh client cache and log memory for each test."""
+    _REAL_CLIENT.cache_clear()
+    _HANDLER._last_status.clear()
+    yield _HANDLER
+    _REAL_CLIENT.cache_clear()
+
+
+@pytest.fixture
+def sagemaker(handler: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A real botocore client the handler will use (wrap it in a Stubber or moto)."""
+    client = boto3.client("sagemaker", region_name=REGION, config=handler.CLIENT_CONFIG)
+    monkeypatch.setattr(handler, "_client", lambda: client)
+    return client
+
+
+@pytest.fixture
+def stub(sagemaker: Any) -> Iterator[Stubber]:
+    """A Stubber that validates every request and response against the service model."""
+    with Stubber(sagemaker) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def moto_sagemaker(handler: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A SageMaker client backed by moto, used by the handler."""
+    with mock_aws():
+        client = boto3.client("sagemaker", region_name=REGION)
+        monkeypatch.setattr(handler, "_client", lambda: client)
+        yield client
