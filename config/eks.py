@@ -8,8 +8,11 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import Section, check_log_retention
 
-# EKS versions that SageMaker HyperPod documents as supported orchestrators.
+# HyperPod documents EKS 1.28-1.33 as orchestrators; the pinned kubectl layer (v1.33) drives clusters within
+# one minor version of itself. The intersection is what this app can deploy and manage.
 HYPERPOD_EKS_VERSIONS = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
+KUBECTL_LAYER_VERSION = "1.33"
+SUPPORTED_EKS_VERSIONS = ("1.32", "1.33")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 
 # EKS add-on versions for the default EKS version, pinned here and nowhere else (from the EKS user guide's
@@ -40,8 +43,12 @@ class EksConfig(Section):
     @field_validator("version")
     @classmethod
     def _supported(cls, version: str) -> str:
-        if version not in HYPERPOD_EKS_VERSIONS:
-            raise ValueError(f"HyperPod supports EKS {', '.join(HYPERPOD_EKS_VERSIONS)}")
+        if version not in SUPPORTED_EKS_VERSIONS:
+            raise ValueError(
+                f"must be one of {', '.join(SUPPORTED_EKS_VERSIONS)}: HyperPod supports EKS "
+                f"{HYPERPOD_EKS_VERSIONS[0]}-{HYPERPOD_EKS_VERSIONS[-1]} and the pinned kubectl "
+                f"{KUBECTL_LAYER_VERSION} manages clusters within one minor version"
+            )
         return version
 
     @field_validator("admin_principal_arns")

@@ -88,11 +88,56 @@ def _default_groups() -> tuple[InstanceGroupConfig, ...]:
     )
 
 
+GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DependencyChartConfig(Section):
+    """The HyperPod dependency Helm chart (health monitoring agent, deep health check, job auto restart,
+    NVIDIA and EFA device plugins). It is published only in a git repository, not in a Helm repository."""
+
+    source: Literal["github", "local"] = Field(
+        default="github",
+        description="github: fetched at deploy time, inside AWS, at the pinned commit; "
+        "local: a chart directory on this machine (air-gapped deploys).",
+    )
+    repository: str = "https://github.com/aws/sagemaker-hyperpod-cli.git"
+    commit: str = "067d658b2d5c3d347afbadd75e1425214e965dcb"
+    chart_path: str = "helm_chart/HyperPodHelmChart"
+    local_path: str | None = None
+    content_sha256: str | None = Field(
+        default=None, description="Digest of the chart directory's files; checked when set."
+    )
+    helm_version: str = "3.17.3"
+    namespace: str = "kube-system"
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, value: str) -> str:
+        if not GIT_COMMIT.match(value):
+            raise ValueError("must be a full 40-character git commit id (a branch or tag can move)")
+        return value
+
+    @field_validator("content_sha256")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not SHA256.match(value):
+            raise ValueError("must be 64 lower-case hex characters")
+        return value
+
+    @model_validator(mode="after")
+    def _local_needs_path(self) -> "DependencyChartConfig":
+        if self.source == "local" and not self.local_path:
+            raise ValueError("source=local needs local_path (a directory holding the chart)")
+        return self
+
+
 class HyperPodConfig(Section):
     cluster_name: str = "ray-hyperpod"
     instance_groups: tuple[InstanceGroupConfig, ...] = Field(default_factory=_default_groups, min_length=1)
     node_recovery: Literal["Automatic", "None"] = "Automatic"
     node_provisioning_mode: Literal["Continuous"] | None = None
+    dependency_chart: DependencyChartConfig = DependencyChartConfig()
 
     _name = field_validator("cluster_name")(check_name)
 

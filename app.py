@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""CDK entry point: read the configuration once, build every stack from it, check them with cdk-nag."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import yaml
+from cdk_nag import AwsSolutionsChecks
+
+from config import CONFIG_FILE_KEY, AppConfig, ConfigError, load_config
+from stacks.app_stacks import build_stacks
+
+
+def read_config(app: cdk.App) -> AppConfig:
+    """Defaults < the YAML file named by `-c config=path.yaml` < every other context key."""
+    path = app.node.try_get_context(CONFIG_FILE_KEY)
+    file_values: Any = None
+    if path:
+        try:
+            file_values = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError([f"{CONFIG_FILE_KEY} = {path!r}: cannot read it as YAML: {error}"]) from None
+    return load_config(app.node.get_all_context(), file_values)
+
+
+def main() -> None:
+    app = cdk.App()
+    try:
+        config = read_config(app)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        sys.exit(1)
+    build_stacks(app, config)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(verbose=True))
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

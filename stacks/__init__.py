@@ -1,0 +1,1 @@
+"""CloudFormation stacks: each composes constructs and decides one deployment boundary."""

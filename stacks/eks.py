@@ -1,0 +1,128 @@
+"""The EKS control plane that orchestrates HyperPod: no worker capacity of its own, HyperPod provides it."""
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_kms as kms
+from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from constructs import Construct
+
+from config import EksConfig
+
+from .nag import acknowledge, managed_policy
+from .network import NetworkStack
+
+
+class EksStack(cdk.Stack):
+    """EKS cluster with encrypted secrets, full control-plane logging, managed add-ons and admin access."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EksConfig, network: NetworkStack, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.node_security_group = network.node_security_group
+        self.private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.cluster = self._cluster(config, network)
+        self.addons = self._addons(config)
+        for index, arn in enumerate(config.admin_principal_arns):
+            self.cluster.grant_cluster_admin(f"Admin{index}", arn)
+        # Touching the provider creates it now (a native AWS::IAM::OIDCProvider, see cdk.json): IRSA roles in
+        # later stacks reference it instead of each creating their own.
+        self.oidc_provider = self.cluster.open_id_connect_provider
+        self._outputs()
+        self._acknowledge_cdk_internals()
+
+    def _cluster(self, config: EksConfig, network: NetworkStack) -> eks.Cluster:
+        secrets_key = kms.Key(
+            self,
+            "SecretsKey",
+            description="Envelope encryption of Kubernetes secrets",
+            enable_key_rotation=True,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            pending_window=cdk.Duration.days(7),
+        )
+        return eks.Cluster(
+            self,
+            "Cluster",
+            version=eks.KubernetesVersion.of(config.version),
+            vpc=network.vpc,
+            vpc_subnets=[network.private_subnets],
+            # HyperPod nodes share this group with the control plane: one self-referencing group gives EFA,
+            # kubelet and API traffic without cross-group rules to keep in sync.
+            security_group=network.node_security_group,
+            endpoint_access=_endpoint_access(config),
+            # Not Auto Mode and no node group: HyperPod instance groups are the cluster's only nodes.
+            default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
+            default_capacity=0,
+            # The managed add-ons below replace the self-managed defaults; installing both would conflict.
+            bootstrap_self_managed_addons=False,
+            cluster_logging=list(eks.ClusterLoggingTypes),
+            secrets_encryption_key=secrets_key,
+            output_config_command=False,
+            kubectl_provider_options=eks.KubectlProviderOptions(
+                kubectl_layer=KubectlV33Layer(self, "KubectlLayer"),
+                # In the VPC so that it reaches a private-only API endpoint.
+                private_subnets=self.private_subnets.subnets,
+            ),
+        )
+
+    def _addons(self, config: EksConfig) -> list[eks.Addon]:
+        return [
+            eks.Addon(
+                self,
+                f"Addon-{name}",
+                cluster=self.cluster,
+                addon_name=name,
+                addon_version=version,
+                preserve_on_delete=False,
+            )
+            for name, version in config.addon_versions.items()
+        ]
+
+    def _outputs(self) -> None:
+        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
+        cdk.CfnOutput(self, "ClusterArn", value=self.cluster.cluster_arn)
+        cdk.CfnOutput(
+            self,
+            "UpdateKubeconfigCommand",
+            value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {self.region}",
+        )
+
+    def _acknowledge_cdk_internals(self) -> None:
+        """Findings on roles and functions that aws_eks_v2 creates itself and does not let us shape."""
+        acknowledge(
+            self.cluster.role,
+            "AwsSolutions-IAM4",
+            "The EKS service role needs AmazonEKSClusterPolicy; EKS documents no narrower policy.",
+            managed_policy("AmazonEKSClusterPolicy"),
+        )
+        kubectl = self.cluster.node.find_child("KubectlProvider")
+        acknowledge(
+            kubectl,
+            "AwsSolutions-IAM4",
+            "CDK's kubectl provider: Lambda logging and ENI management (it runs in the VPC) and image pulls "
+            "for its layer use the AWS managed policies that CDK attaches.",
+            managed_policy("service-role/AWSLambdaBasicExecutionRole"),
+            managed_policy("service-role/AWSLambdaVPCAccessExecutionRole"),
+            managed_policy("AmazonEC2ContainerRegistryReadOnly"),
+            'Policy::{"Fn::If":["ClusterKubectlProviderHandlerHasEcrPublic69E09706",{"Fn::Join":["",["arn:",{"Ref":'
+            '"AWS::Partition"},":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},'
+            '{"Ref":"AWS::NoValue"}]}',
+        )
+        acknowledge(
+            kubectl,
+            "AwsSolutions-IAM5",
+            "The provider framework invokes any version of its own handler function (<arn>:*), nothing else.",
+            "Resource::<ClusterKubectlProviderHandler2E05C68A.Arn>:*",
+        )
+        acknowledge(
+            kubectl,
+            "AwsSolutions-L1",
+            "CDK pins the kubectl handler's runtime to the one its kubectl layer is built and tested for.",
+        )
+
+
+def _endpoint_access(config: EksConfig) -> eks.EndpointAccess:
+    if config.endpoint_access == "private":
+        return eks.EndpointAccess.PRIVATE
+    return eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*map(str, config.public_access_cidrs))
