@@ -58,7 +58,7 @@ diff: synth ## cdk diff every stack against the committed snapshots, offline; fa
 	done; exit $$status
 
 imports: node_modules/.installed ## Regenerate the typed KubeRay classes from ../shared/kuberay-v1.7.0/crds
-	$(IMPORTS_COMMAND)
+	$(BIN)/python k8s_charts/regenerate_imports.py
 
 bench: deps-dev ## Synth-time benchmark (ratios against a one-cluster app measured in the same run)
 	$(OFFLINE) $(BIN)/python bench/synth.py

@@ -10,6 +10,10 @@ QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")  # Kubernetes re
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 RAY_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 IMAGE_TAG_VERSION = re.compile(r":(\d+\.\d+\.\d+)(-[\w.-]+)?$")
+# KubeRay rejects RayCluster names over 53 characters (room for its "-serve-svc" suffix) and RayJob names over
+# 47 (room for the suffix of a cluster it creates); both must be DNS-1035 labels, i.e. start with a letter.
+MAX_RAY_CLUSTER_NAME = 53
+MAX_RAY_JOB_NAME = MAX_RAY_CLUSTER_NAME - 6
 
 
 def check_quantity(value: str) -> str:
@@ -21,6 +25,14 @@ def check_quantity(value: str) -> str:
 def check_dns_label(value: str) -> str:
     if not DNS_LABEL.match(value):
         raise ValueError("must be a DNS label: lower-case letters, digits and '-', at most 63 characters")
+    return value
+
+
+def check_kuberay_name(value: str, max_length: int) -> str:
+    """A name KubeRay's own validation accepts (it would only fail later, in the operator's log)."""
+    check_dns_label(value)
+    if not value[0].isalpha() or len(value) > max_length:
+        raise ValueError(f"KubeRay needs a name of at most {max_length} characters that starts with a letter")
     return value
 
 
@@ -82,7 +94,10 @@ class RayJobConfig(Section):
     entrypoint_args: tuple[str, ...] = ("--max-steps", "1000", "--checkpoint-every", "50")
     shutdown_after_job_finishes: bool = False
 
-    _name = field_validator("name")(check_dns_label)
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return check_kuberay_name(name, MAX_RAY_JOB_NAME)
 
 
 class RayConfig(Section):
@@ -99,7 +114,12 @@ class RayConfig(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     job: RayJobConfig = RayJobConfig()
 
-    _labels = field_validator("namespace", "cluster_name")(check_dns_label)
+    _namespace = field_validator("namespace")(check_dns_label)
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, name: str) -> str:
+        return check_kuberay_name(name, MAX_RAY_CLUSTER_NAME)
 
     @field_validator("ray_version")
     @classmethod

@@ -1,0 +1,16 @@
+"""cdk8s charts of the Kubernetes objects the ray stack adds to the EKS cluster."""
+
+from .namespace import NamespaceChart
+from .ray_cluster import RayClusterChart
+from .ray_job import JOB_DIR, RayJobChart
+from .storage import DynamicFileSystem, StaticFileSystem, StorageChart
+
+__all__ = [
+    "JOB_DIR",
+    "DynamicFileSystem",
+    "NamespaceChart",
+    "RayClusterChart",
+    "RayJobChart",
+    "StaticFileSystem",
+    "StorageChart",
+]

@@ -1,0 +1,182 @@
+"""Short builders over the generated ray.io/v1 classes, whose names run to 70 characters.
+
+KubeRay's CRDs inline a full PodTemplateSpec wherever one appears, so the head and the worker pod templates
+are two unrelated families of generated classes with identical shapes. `PodTypes` names one family; the
+builders take plain dataclasses and the family, so a chart never spells a generated class name.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from k8s_charts.imports.io import ray
+
+RAY_STOP = ("/bin/sh", "-c", "ray stop")
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    effect: str = "NoSchedule"
+    value: str | None = None  # None tolerates any value (operator Exists)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume and where the Ray container mounts it: a PVC when claim_name is set, else an emptyDir."""
+
+    name: str
+    mount_path: str
+    claim_name: str | None = None
+    medium: str | None = None  # "Memory" for /dev/shm
+
+
+@dataclass(frozen=True)
+class RayContainer:
+    """The Ray container of a pod; requests equal limits so the pod is Guaranteed and never evicted first."""
+
+    name: str
+    image: str
+    resources: Mapping[str, str | int]
+    ports: Mapping[str, int] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pod:
+    container: RayContainer
+    node_selector: Mapping[str, str]
+    volumes: Sequence[Volume] = ()
+    tolerations: Sequence[Toleration] = ()
+
+
+class PodTypes(NamedTuple):
+    """One family of generated pod-template classes (head or worker)."""
+
+    template: Any
+    spec: Any
+    container: Any
+    port: Any
+    env: Any
+    resources: Any
+    limit: Any
+    request: Any
+    lifecycle: Any
+    pre_stop: Any
+    exec: Any
+    mount: Any
+    volume: Any
+    empty_dir: Any
+    claim: Any
+    toleration: Any
+
+
+def _family(prefix: str) -> PodTypes:
+    # Every class of the family is `<prefix><suffix>`; a missing one fails at import, not at deploy.
+    suffixes = {
+        "template": "",
+        "spec": "Spec",
+        "container": "SpecContainers",
+        "port": "SpecContainersPorts",
+        "env": "SpecContainersEnv",
+        "resources": "SpecContainersResources",
+        "limit": "SpecContainersResourcesLimits",
+        "request": "SpecContainersResourcesRequests",
+        "lifecycle": "SpecContainersLifecycle",
+        "pre_stop": "SpecContainersLifecyclePreStop",
+        "exec": "SpecContainersLifecyclePreStopExec",
+        "mount": "SpecContainersVolumeMounts",
+        "volume": "SpecVolumes",
+        "empty_dir": "SpecVolumesEmptyDir",
+        "claim": "SpecVolumesPersistentVolumeClaim",
+        "toleration": "SpecTolerations",
+    }
+    return PodTypes(**{key: getattr(ray, prefix + suffix) for key, suffix in suffixes.items()})
+
+
+HEAD = _family("RayClusterSpecHeadGroupSpecTemplate")
+WORKER = _family("RayClusterSpecWorkerGroupSpecsTemplate")
+
+
+def pod_template(types: PodTypes, pod: Pod) -> Any:
+    """A pod template of the given family: one Ray container that runs `ray stop` before it is killed."""
+    spec = types.spec(
+        containers=[_container(types, pod.container, pod.volumes)],
+        node_selector=dict(pod.node_selector),
+        tolerations=[_toleration(types, toleration) for toleration in pod.tolerations] or None,
+        volumes=[_volume(types, volume) for volume in pod.volumes] or None,
+    )
+    return types.template(spec=spec)
+
+
+def _container(types: PodTypes, container: RayContainer, volumes: Sequence[Volume]) -> Any:
+    return types.container(
+        name=container.name,
+        image=container.image,
+        ports=[types.port(name=name, container_port=port) for name, port in container.ports.items()] or None,
+        env=[types.env(name=name, value=value) for name, value in container.env.items()] or None,
+        resources=types.resources(
+            limits={key: _quantity(types.limit, value) for key, value in container.resources.items()},
+            requests={key: _quantity(types.request, value) for key, value in container.resources.items()},
+        ),
+        lifecycle=types.lifecycle(pre_stop=types.pre_stop(exec=types.exec(command=list(RAY_STOP)))),
+        volume_mounts=[types.mount(name=volume.name, mount_path=volume.mount_path) for volume in volumes]
+        or None,
+    )
+
+
+def _quantity(quantity_type: Any, value: str | int) -> Any:
+    return quantity_type.from_number(value) if isinstance(value, int) else quantity_type.from_string(value)
+
+
+def _volume(types: PodTypes, volume: Volume) -> Any:
+    if volume.claim_name is not None:
+        return types.volume(
+            name=volume.name, persistent_volume_claim=types.claim(claim_name=volume.claim_name)
+        )
+    return types.volume(name=volume.name, empty_dir=types.empty_dir(medium=volume.medium))
+
+
+def _toleration(types: PodTypes, toleration: Toleration) -> Any:
+    if toleration.value is None:
+        return types.toleration(key=toleration.key, operator="Exists", effect=toleration.effect)
+    return types.toleration(
+        key=toleration.key, operator="Equal", value=toleration.value, effect=toleration.effect
+    )
+
+
+def head_group(*, ray_start_params: Mapping[str, str], pod: Pod) -> ray.RayClusterSpecHeadGroupSpec:
+    # ClusterIP only: the dashboard and the job API accept unauthenticated job submissions.
+    return ray.RayClusterSpecHeadGroupSpec(
+        ray_start_params=dict(ray_start_params),
+        service_type="ClusterIP",
+        template=pod_template(HEAD, pod),
+    )
+
+
+def worker_group(
+    *,
+    name: str,
+    replicas: int,
+    min_replicas: int,
+    max_replicas: int,
+    ray_start_params: Mapping[str, str],
+    pod: Pod,
+) -> ray.RayClusterSpecWorkerGroupSpecs:
+    return ray.RayClusterSpecWorkerGroupSpecs(
+        group_name=name,
+        replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        ray_start_params=dict(ray_start_params),
+        template=pod_template(WORKER, pod),
+    )
+
+
+def autoscaler(*, idle_timeout_seconds: int) -> ray.RayClusterSpecAutoscalerOptions:
+    # v2 is the autoscaler of current Ray (>= 2.10 with KubeRay >= 1.1); v1 is kept only for old Ray.
+    return ray.RayClusterSpecAutoscalerOptions(
+        idle_timeout_seconds=idle_timeout_seconds,
+        upscaling_mode=ray.RayClusterSpecAutoscalerOptionsUpscalingMode.DEFAULT,
+        version=ray.RayClusterSpecAutoscalerOptionsVersion.V2,
+    )

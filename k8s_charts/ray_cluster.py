@@ -1,0 +1,141 @@
+"""The RayCluster: a CPU head on the HyperPod head group, one GPU worker group per configured entry."""
+
+from cdk8s import ApiObjectMetadata, Chart
+from constructs import Construct
+
+from config import AppConfig, InstanceGroupConfig, accelerators
+from config.ray import WorkerGroupConfig
+from k8s_charts import kuberay
+from k8s_charts.imports.io import ray
+
+# Labels every HyperPod EKS node carries. The instance type comes with the ml. prefix (ml.p5.48xlarge).
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+INSTANCE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"
+HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
+SCHEDULABLE = "Schedulable"
+
+GPU_RESOURCE = "nvidia.com/gpu"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001, "serve": 8000}
+RAY_TMP = kuberay.Volume(name="ray-logs", mount_path="/tmp/ray")
+# NCCL and Ray's object store use /dev/shm; a container's default one is 64 MiB.
+SHARED_MEMORY = kuberay.Volume(name="dshm", mount_path="/dev/shm", medium="Memory")
+FSX_VOLUME = "fsx"
+
+
+class RayClusterChart(Chart):
+    """A `ray.io/v1` RayCluster named `config.ray.cluster_name` in `config.ray.namespace`.
+
+    `image` is the Ray image for every pod (a CloudFormation token at synth when CDK builds it). The PVC
+    `config.storage.claim_name` must exist in the same namespace (see StorageChart).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, config: AppConfig, image: str) -> None:
+        super().__init__(scope, id)
+        self.cluster_name = config.ray.cluster_name
+        self.namespace_name = config.ray.namespace
+        # The ClusterIP service KubeRay creates for the head (dashboard 8265, client 10001, GCS 6379).
+        self.head_service_name = f"{config.ray.cluster_name}-head-svc"
+        autoscaling = config.ray.autoscaling
+        ray.RayCluster(
+            self,
+            "ray-cluster",
+            metadata=ApiObjectMetadata(name=config.ray.cluster_name, namespace=config.ray.namespace),
+            spec=ray.RayClusterSpec(
+                ray_version=config.ray.ray_version,
+                head_group_spec=_head(config, image),
+                worker_group_specs=[_worker(config, image, i) for i in range(len(config.ray.worker_groups))],
+                enable_in_tree_autoscaling=True if autoscaling.enabled else None,
+                autoscaler_options=(
+                    kuberay.autoscaler(idle_timeout_seconds=autoscaling.idle_timeout_seconds)
+                    if autoscaling.enabled
+                    else None
+                ),
+            ),
+        )
+
+
+def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
+    group = config.hyperpod.group(config.ray.head.instance_group)
+    container = kuberay.RayContainer(
+        name="ray-head",
+        image=image,
+        resources={"cpu": config.ray.head.cpu, "memory": config.ray.head.memory},
+        ports=HEAD_PORTS,
+        env=_monitoring_env(config),
+    )
+    pod = kuberay.Pod(
+        container=container,
+        node_selector=_node_selector(group),
+        volumes=(RAY_TMP, _fsx(config)),
+        tolerations=_group_tolerations(group),
+    )
+    # num-cpus 0: no tasks or actors on the head, whose CPUs belong to GCS, the dashboard and job drivers.
+    return kuberay.head_group(ray_start_params={"dashboard-host": "0.0.0.0", "num-cpus": "0"}, pod=pod)
+
+
+def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWorkerGroupSpecs:
+    worker = config.ray.worker_groups[index]
+    group = config.hyperpod.group(worker.instance_group)
+    gpus = config.worker_gpus(index)
+    container = kuberay.RayContainer(
+        name="ray-worker", image=image, resources=_worker_resources(worker, group, gpus)
+    )
+    tolerations = _group_tolerations(group)
+    if gpus > 0:
+        tolerations += (kuberay.Toleration(key=GPU_RESOURCE),)
+    pod = kuberay.Pod(
+        container=container,
+        node_selector={**_node_selector(group), HEALTH_LABEL: SCHEDULABLE},
+        volumes=(RAY_TMP, SHARED_MEMORY, _fsx(config)),
+        tolerations=tolerations,
+    )
+    return kuberay.worker_group(
+        name=worker.name,
+        replicas=worker.replicas,
+        min_replicas=worker.min_replicas,
+        max_replicas=worker.max_replicas,
+        ray_start_params={"num-gpus": str(gpus)},
+        pod=pod,
+    )
+
+
+def _worker_resources(
+    worker: WorkerGroupConfig, group: InstanceGroupConfig, gpus: int
+) -> dict[str, str | int]:
+    resources: dict[str, str | int] = {"cpu": worker.cpu, "memory": worker.memory}
+    if gpus > 0:
+        resources[GPU_RESOURCE] = gpus
+    efa = accelerators(group.instance_type).efa_interfaces
+    if worker.efa and efa > 0:
+        resources[EFA_RESOURCE] = efa
+    return resources
+
+
+def _node_selector(group: InstanceGroupConfig) -> dict[str, str]:
+    # Both labels: the group pins the pod to its nodes even when two groups share an instance type.
+    return {INSTANCE_TYPE_LABEL: group.instance_type, INSTANCE_GROUP_LABEL: group.name}
+
+
+def _group_tolerations(group: InstanceGroupConfig) -> tuple[kuberay.Toleration, ...]:
+    """Tolerate the taints HyperPod puts on the group's nodes (InstanceGroupConfig.taints)."""
+    return tuple(
+        kuberay.Toleration(key=taint.key, value=taint.value, effect=taint.effect) for taint in group.taints
+    )
+
+
+def _fsx(config: AppConfig) -> kuberay.Volume:
+    return kuberay.Volume(
+        name=FSX_VOLUME, mount_path=config.storage.mount_path, claim_name=config.storage.claim_name
+    )
+
+
+def _monitoring_env(config: AppConfig) -> dict[str, str]:
+    """The dashboard's Grafana/Prometheus settings: only those configured (an empty one breaks its panels)."""
+    monitoring = config.ray.monitoring
+    env = {
+        "RAY_GRAFANA_HOST": monitoring.grafana_host,
+        "RAY_PROMETHEUS_HOST": monitoring.prometheus_host,
+        "RAY_GRAFANA_IFRAME_HOST": monitoring.grafana_iframe_host,
+    }
+    return {name: value for name, value in env.items() if value}

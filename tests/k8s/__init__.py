@@ -1,0 +1,1 @@
+"""Tests of the cdk8s charts (k8s_charts/)."""
