@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import CONFIG_FILE_KEY, AppConfig, ConfigError, load_config
 from stacks.app_stacks import build_stacks
+from stacks.manifests import write_manifests
 
 
 def read_config(app: cdk.App) -> AppConfig:
@@ -33,9 +34,10 @@ def main() -> None:
         for problem in error.problems:
             print(f"config error: {problem}", file=sys.stderr)
         sys.exit(1)
-    build_stacks(app, config)
+    stacks = build_stacks(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(verbose=True))
     app.synth()
+    write_manifests(stacks.all(), Path(app.outdir))
 
 
 if __name__ == "__main__":

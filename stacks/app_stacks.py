@@ -1,4 +1,9 @@
-"""Compose every stack of the app from one AppConfig, wiring each stack's typed outputs into the next."""
+"""Compose every stack of the app from one AppConfig, wiring each stack's typed outputs into the next.
+
+Create order (and, reversed, destroy order):
+    network -> storage (static FSx; in parallel with EKS)
+    network -> eks -> platform (CSI driver, KubeRay operator) -> ray (claim, RayCluster, RayJob)
+"""
 
 from dataclasses import dataclass
 
@@ -8,15 +13,22 @@ from config import AppConfig
 
 from .eks import EksStack
 from .network import NetworkStack
+from .platform import PlatformStack
+from .ray import RayStack
+from .storage import StorageStack
 
 
 @dataclass(frozen=True)
 class AppStacks:
     network: NetworkStack
+    storage: StorageStack | None
     eks: EksStack
+    platform: PlatformStack
+    ray: RayStack
 
     def all(self) -> list[cdk.Stack]:
-        return [self.network, self.eks]
+        stacks = [self.network, self.storage, self.eks, self.platform, self.ray]
+        return [stack for stack in stacks if stack is not None]
 
 
 def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
@@ -27,8 +39,16 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
         return {"stack_name": f"{config.prefix}-{part}", "env": env}
 
     network = NetworkStack(app, "Network", config=config.network, **name("network"))
+    storage = None
+    if config.storage.mode == "static":
+        storage = StorageStack(app, "Storage", config=config.storage, network=network, **name("storage"))
     eks = EksStack(app, "Eks", config=config.eks, network=network, **name("eks"))
-    stacks = AppStacks(network=network, eks=eks)
+    platform = PlatformStack(app, "Platform", config=config, eks_stack=eks, **name("platform"))
+    ray = RayStack(app, "Ray", config=config, eks_stack=eks, storage=storage, **name("ray"))
+    # RayCluster needs the operator's CRDs and the claim needs the CSI driver; on destroy, every RayCluster
+    # and PVC is gone before the operator and driver that handle their deletion.
+    ray.add_stack_dependency(platform)
+    stacks = AppStacks(network=network, storage=storage, eks=eks, platform=platform, ray=ray)
     for stack in stacks.all():
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -22,6 +22,7 @@ class EksStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.node_security_group = network.node_security_group
         self.private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.compute_subnet = network.compute_subnet
         self.cluster = self._cluster(config, network)
         self.addons = self._addons(config)
         for index, arn in enumerate(config.admin_principal_arns):

@@ -22,6 +22,11 @@ class NetworkStack(cdk.Stack):
         self.vpc = self._import_vpc(config) if config.existing_vpc_id else self._create_vpc(config)
         self._add_flow_logs(config)
         self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        # HyperPod nodes and FSx share one subnet (one AZ): EFA traffic does not cross AZs, and Lustre clients
+        # next to their file system avoid cross-AZ latency and charges. EKS still gets every private subnet.
+        self.compute_subnet = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets[
+            0
+        ]
         self.node_security_group = self._node_security_group()
 
     def _create_vpc(self, config: NetworkConfig) -> ec2.IVpc:

@@ -1,0 +1,124 @@
+"""Cluster-wide software that needs only EKS: the FSx CSI driver and the KubeRay operator.
+
+Being its own stack, it installs while HyperPod is still provisioning nodes (Helm releases are applied
+without waiting for pods), and it is destroyed only after the Ray stack has removed every RayCluster and PVC.
+"""
+
+import aws_cdk as cdk
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from config import AppConfig
+from k8s_charts.namespace import NamespaceChart
+
+from .eks import EksStack
+from .kubernetes import ChartDeployer
+from .nag import acknowledge
+
+KUBERAY_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
+FSX_CSI_REPOSITORY = "https://kubernetes-sigs.github.io/aws-fsx-csi-driver"
+FSX_CSI_SERVICE_ACCOUNT = "fsx-csi-controller-sa"
+
+
+class PlatformStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, eks_stack: EksStack, **kwargs
+    ):
+        super().__init__(scope, construct_id, **kwargs)
+        self.cluster = eks_stack.cluster
+        self.deployer = ChartDeployer(self, self.cluster)
+        self.kuberay_operator = self._kuberay(config)
+        self.fsx_csi_driver = self._fsx_csi_driver(config)
+
+    def _kuberay(self, config: AppConfig) -> eks.HelmChart:
+        namespace = self.deployer.apply(
+            "KuberayNamespace",
+            NamespaceChart(self.deployer.app, "kuberay-namespace", name=config.kuberay.namespace),
+        )
+        operator = eks.HelmChart(
+            self,
+            "KuberayOperator",
+            cluster=self.cluster,
+            chart="kuberay-operator",
+            repository=KUBERAY_REPOSITORY,
+            version=config.kuberay.operator_chart_version,
+            release="kuberay-operator",
+            namespace=config.kuberay.namespace,
+            # The namespace is its own manifest: Helm would never delete a namespace it created.
+            create_namespace=False,
+            # No node exists until HyperPod has provisioned one; waiting for pods would stall the deploy.
+            wait=False,
+        )
+        # Helm needs the namespace to install into; on destroy the release goes before its namespace.
+        operator.node.add_dependency(namespace)
+        return operator
+
+    def _fsx_csi_driver(self, config: AppConfig) -> eks.HelmChart:
+        service_account = eks.ServiceAccount(
+            self,
+            "FsxCsiControllerServiceAccount",
+            cluster=self.cluster,
+            name=FSX_CSI_SERVICE_ACCOUNT,
+            namespace="kube-system",
+            identity_type=eks.IdentityType.IRSA,
+        )
+        if config.storage.mode == "dynamic":
+            self._grant_file_system_lifecycle(service_account.role)
+        driver = eks.HelmChart(
+            self,
+            "FsxCsiDriver",
+            cluster=self.cluster,
+            chart="aws-fsx-csi-driver",
+            repository=FSX_CSI_REPOSITORY,
+            version=config.storage.csi_driver_chart_version,
+            release="aws-fsx-csi-driver",
+            namespace="kube-system",
+            values={"controller": {"serviceAccount": {"create": False, "name": FSX_CSI_SERVICE_ACCOUNT}}},
+            wait=False,
+        )
+        # The controller must start with its IRSA-annotated account; on destroy the driver goes first.
+        driver.node.add_dependency(service_account)
+        return driver
+
+    def _grant_file_system_lifecycle(self, role: iam.IRole) -> None:
+        """What the controller needs to create and delete file systems for PVCs (dynamic mode only)."""
+        file_systems = self.format_arn(service="fsx", resource="file-system", resource_name="*")
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "fsx:CreateFileSystem",
+                    "fsx:DeleteFileSystem",
+                    "fsx:UpdateFileSystem",
+                    "fsx:TagResource",
+                ],
+                resources=[file_systems],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "fsx:DescribeFileSystems",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeVpcs",
+                ],
+                resources=["*"],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:CreateServiceLinkedRole"],
+                resources=[f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/*"],
+                conditions={"StringEquals": {"iam:AWSServiceName": "fsx.amazonaws.com"}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Dynamic provisioning creates file systems whose ids are unknown until the PVC exists; Describe* "
+            "calls do not support resource-level permissions; FSx creates its service-linked role once.",
+            "Resource::arn:<AWS::Partition>:fsx:<AWS::Region>:<AWS::AccountId>:file-system/*",
+            "Resource::*",
+            "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/aws-service-role/*",
+        )

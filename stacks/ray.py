@@ -1,0 +1,105 @@
+"""What users work with: the Ray namespace, the /fsx claim, the RayCluster and (optionally) a RayJob."""
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_eks_v2 as eks
+from constructs import Construct
+
+from config import AppConfig
+from k8s_charts.namespace import NamespaceChart
+from k8s_charts.ray_cluster import RayClusterChart
+from k8s_charts.ray_job import RayJobChart
+from k8s_charts.storage import DynamicFileSystem, StorageChart
+
+from .eks import EksStack
+from .kubernetes import ChartDeployer
+from .storage import StorageStack
+
+REPO = Path(__file__).resolve().parents[1]
+# The image build sees only the Dockerfile and the job: a small, reproducible build context.
+IMAGE_CONTEXT_EXCLUDES = ["*", "!docker/ray/Dockerfile", "!jobs/fsdp_ray", "**/__pycache__", "**/*.pyc"]
+
+
+class RayStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        eks_stack: EksStack,
+        storage: StorageStack | None,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.deployer = ChartDeployer(self, eks_stack.cluster)
+        k8s = self.deployer.app
+        namespace = self.deployer.apply(
+            "NamespaceManifest", NamespaceChart(k8s, "ray-namespace", name=config.ray.namespace)
+        )
+        claim = self.deployer.apply("ClaimManifest", self._storage_chart(config, eks_stack, storage))
+        # The claim lives in the namespace; on destroy it goes first (a namespace deletion would race it).
+        claim.node.add_dependency(namespace)
+        cluster_chart = RayClusterChart(k8s, "ray-cluster", config=config, image=self._image(config))
+        ray_cluster = self.deployer.apply("RayClusterManifest", cluster_chart)
+        # Created after its claim; deleted before it, so the PVC is not held by running pods
+        # (kubernetes.io/pvc-protection would keep the PVC, and a dynamic file system, alive).
+        ray_cluster.node.add_dependency(claim)
+        if config.ray.job.enabled:
+            job = self.deployer.apply("RayJobManifest", RayJobChart(k8s, "ray-job", config=config))
+            # The job submits to the running cluster; on destroy it stops before the cluster goes.
+            job.node.add_dependency(ray_cluster)
+        self._outputs(config, eks_stack.cluster, cluster_chart)
+
+    def _storage_chart(
+        self, config: AppConfig, eks_stack: EksStack, storage: StorageStack | None
+    ) -> StorageChart:
+        k8s = self.deployer.app
+        if storage is not None:
+            return StorageChart(
+                k8s,
+                "fsx-storage",
+                storage=config.storage,
+                namespace=config.ray.namespace,
+                static=storage.static_file_system,
+            )
+        dynamic = DynamicFileSystem(
+            subnet_id=eks_stack.compute_subnet.subnet_id,
+            security_group_id=eks_stack.node_security_group.security_group_id,
+        )
+        return StorageChart(
+            k8s, "fsx-storage", storage=config.storage, namespace=config.ray.namespace, dynamic=dynamic
+        )
+
+    def _image(self, config: AppConfig) -> str:
+        if config.ray.image_uri:
+            return config.ray.image_uri
+        asset = ecr_assets.DockerImageAsset(
+            self,
+            "RayImage",
+            directory=str(REPO),
+            file="docker/ray/Dockerfile",
+            build_args={"RAY_VERSION": config.ray.ray_version, "PYTHON_TAG": config.ray.python_tag},
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            exclude=IMAGE_CONTEXT_EXCLUDES,
+            ignore_mode=cdk.IgnoreMode.DOCKER,
+        )
+        return asset.image_uri
+
+    def _outputs(self, config: AppConfig, cluster: eks.ICluster, chart: RayClusterChart) -> None:
+        cdk.CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        cdk.CfnOutput(self, "RayNamespace", value=config.ray.namespace)
+        cdk.CfnOutput(self, "RayHeadService", value=chart.head_service_name)
+        cdk.CfnOutput(
+            self,
+            "DashboardPortForward",
+            value=f"kubectl -n {config.ray.namespace} port-forward svc/{chart.head_service_name} 8265:8265",
+        )
+        cdk.CfnOutput(
+            self,
+            "JobSubmitCommand",
+            value="ray job submit --address http://127.0.0.1:8265 --working-dir jobs/fsdp_ray -- "
+            f"python3 train.py --storage-path {config.storage.mount_path}/ray_results",
+        )
