@@ -2,7 +2,8 @@
 
 Create order (and, reversed, destroy order):
     network -> storage (static FSx; in parallel with EKS)
-    network -> eks -> platform (CSI driver, KubeRay operator) -> ray (claim, RayCluster, RayJob)
+    network -> eks -> platform (HyperPod dependency chart, CSI driver, KubeRay operator)
+                   -> hyperpod (HyperPod cluster) -> ray (claim, RayCluster, RayJob)
 """
 
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import aws_cdk as cdk
 from config import AppConfig
 
 from .eks import EksStack
+from .hyperpod import HyperPodStack
 from .network import NetworkStack
 from .platform import PlatformStack
 from .ray import RayStack
@@ -24,10 +26,11 @@ class AppStacks:
     storage: StorageStack | None
     eks: EksStack
     platform: PlatformStack
+    hyperpod: HyperPodStack
     ray: RayStack
 
     def all(self) -> list[cdk.Stack]:
-        stacks = [self.network, self.storage, self.eks, self.platform, self.ray]
+        stacks = [self.network, self.storage, self.eks, self.platform, self.hyperpod, self.ray]
         return [stack for stack in stacks if stack is not None]
 
 
@@ -44,11 +47,17 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
         storage = StorageStack(app, "Storage", config=config.storage, network=network, **name("storage"))
     eks = EksStack(app, "Eks", config=config.eks, network=network, **name("eks"))
     platform = PlatformStack(app, "Platform", config=config, eks_stack=eks, **name("platform"))
+    hyperpod = HyperPodStack(app, "HyperPod", config=config, eks=eks, **name("hyperpod"))
+    # HyperPod requires its dependency chart before the cluster is created; the chart stays until the
+    # cluster is gone.
+    hyperpod.add_stack_dependency(platform)
     ray = RayStack(app, "Ray", config=config, eks_stack=eks, storage=storage, **name("ray"))
     # RayCluster needs the operator's CRDs and the claim needs the CSI driver; on destroy, every RayCluster
     # and PVC is gone before the operator and driver that handle their deletion.
     ray.add_stack_dependency(platform)
-    stacks = AppStacks(network=network, storage=storage, eks=eks, platform=platform, ray=ray)
+    # Ray pods run on HyperPod nodes: they are stopped (and /fsx unmounted) before the nodes go.
+    ray.add_stack_dependency(hyperpod)
+    stacks = AppStacks(network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray)
     for stack in stacks.all():
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -1,0 +1,40 @@
+"""Reusable constructs: each owns one logical unit (its resources, roles and cdk-nag acknowledgments)."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import IConstruct
+
+
+def nag_resource(scope: IConstruct, value: str) -> str:
+    """`Resource::...` as cdk-nag writes a policy resource (its flattenCfnReference), for appliesTo.
+
+    Writing the text by hand breaks as soon as an environment is set (a token becomes a literal) or a
+    logical id changes; deriving it from the same value the policy uses cannot drift.
+    """
+    return f"Resource::{_flatten(cdk.Stack.of(scope).resolve(value))}"
+
+
+def _flatten(node: Any) -> str:
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    for intrinsic, flatten in _INTRINSICS.items():
+        if intrinsic in node:
+            return flatten(node[intrinsic])
+    return json.dumps(node, separators=(",", ":"))  # cdk-nag's fallback: JSON.stringify
+
+
+def _join(args: list[Any]) -> str:
+    delimiter, items = args
+    return delimiter.join(_flatten(item) for item in items)
+
+
+_INTRINSICS: dict[str, Callable[[Any], str]] = {
+    "Fn::Join": _join,
+    "Fn::Sub": _flatten,
+    "Fn::GetAtt": lambda args: f"<{_flatten(args[0])}.{_flatten(args[1])}>",
+    "Fn::ImportValue": _flatten,
+    "Ref": lambda name: f"<{_flatten(name)}>",
+}

@@ -1,0 +1,356 @@
+"""A SageMaker HyperPod cluster (EKS orchestrator) as a custom resource: handler, provider, roles, request."""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import custom_resources as cr
+from constructs import Construct, IDependable
+
+from config import HyperPodConfig, InstanceGroupConfig
+from config.hyperpod import Taint
+
+from ..nag import acknowledge, managed_policy
+from . import nag_resource
+from .lifecycle_scripts import LifecycleScripts
+
+HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster"
+RESOURCE_TYPE = "Custom::HyperPodCluster"
+PROPERTY = "ClusterConfig"  # the handler's only property: the CreateCluster request
+# The handler README's sizing: CloudFormation waits at most an hour for a custom resource.
+QUERY_INTERVAL = cdk.Duration.seconds(30)
+TOTAL_TIMEOUT = cdk.Duration.minutes(55)
+# One invocation makes at most four API calls with standard retries (handler README).
+HANDLER_TIMEOUT = cdk.Duration.minutes(5)
+HYPERPOD_SERVICE = "hyperpod.sagemaker.amazonaws.com"
+HYPERPOD_SERVICE_LINKED_ROLE = "AWSServiceRoleForSageMakerHyperPod"
+CLUSTER_NAME_OUTPUT = "HyperPodEksClusterName"  # added to the EKS stack, see _local_name
+CLUSTER_ACTIONS = [
+    "sagemaker:CreateCluster",
+    "sagemaker:DescribeCluster",
+    "sagemaker:UpdateCluster",
+    "sagemaker:DeleteCluster",
+    # CreateCluster with Tags is authorised as AddTags as well; retagging uses AddTags/DeleteTags.
+    "sagemaker:AddTags",
+    "sagemaker:DeleteTags",
+]
+# What CreateCluster checks and does in the caller's name for an EKS orchestrator: it reads the cluster and
+# network, and creates an access entry for each execution role (HyperPod's cluster-creator permissions).
+EC2_DESCRIBE_ACTIONS = ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"]
+ACCESS_ENTRY_ACTIONS = ["eks:DescribeAccessEntry", "eks:DeleteAccessEntry", "eks:AssociateAccessPolicy"]
+
+
+class HyperPodCluster(Construct):
+    """The cluster, created after its execution role and lifecycle scripts exist and deleted before them."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: HyperPodConfig,
+        tags: Mapping[str, str],
+        eks_cluster: eks.ICluster,
+        security_group: ec2.ISecurityGroup,
+        subnets: Sequence[ec2.ISubnet],
+        execution_role: iam.IRole,
+        lifecycle: LifecycleScripts,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._stack = cdk.Stack.of(self)
+        request = cluster_request(
+            config,
+            tags=tags,
+            eks_cluster_arn=eks_cluster.cluster_arn,
+            security_group_ids=[security_group.security_group_id],
+            subnet_ids=[subnet.subnet_id for subnet in subnets],
+            execution_role_arn=execution_role.role_arn,
+            source_s3_uri=lifecycle.source_s3_uri,
+            on_create=lifecycle.on_create,
+        )
+        self.handler_role = self._handler_role(config, eks_cluster, execution_role)
+        provider = self._provider(log_retention)
+        self.resource = cdk.CustomResource(
+            self,
+            "Resource",
+            service_token=provider.service_token,
+            resource_type=RESOURCE_TYPE,
+            properties={PROPERTY: request},
+        )
+        # CloudFormation deletes in reverse dependency order. These edges keep the execution role (nodes
+        # drain and deregister with it), the handler's own permissions and the lifecycle scripts in place
+        # until the cluster is gone, and make sure they all exist before CreateCluster boots a node.
+        dependencies: list[IDependable] = [execution_role, self.handler_role, lifecycle.deployment]
+        for dependency in dependencies:
+            self.resource.node.add_dependency(dependency)
+        self.cluster_arn = self.resource.get_att_string("ClusterArn")
+        self.cluster_name = self.resource.get_att_string("ClusterName")
+
+    def _handler_role(
+        self, config: HyperPodConfig, eks_cluster: eks.ICluster, execution_role: iam.IRole
+    ) -> iam.Role:
+        role = iam.Role(
+            self,
+            "HandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Creates, updates and deletes one HyperPod cluster for CloudFormation",
+        )
+        statements = _handler_statements(self._stack, config, eks_cluster, execution_role)
+        for statement in statements:
+            role.add_to_policy(statement)
+        self._acknowledge_handler_role(role, eks_cluster)
+        return role
+
+    def _provider(self, log_retention: logs.RetentionDays) -> cr.Provider:
+        handler_logs = self._log_group("HandlerLogs", log_retention)
+        handler_logs.grant_write(self.handler_role)
+        on_event, is_complete = (self._handler(name, entry, handler_logs) for name, entry in _ENTRY_POINTS)
+        provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=on_event,
+            is_complete_handler=is_complete,
+            query_interval=QUERY_INTERVAL,
+            total_timeout=TOTAL_TIMEOUT,
+            log_group=self._log_group("ProviderLogs", log_retention),
+            # CDK leaves the waiter's logging off unless asked (its default is disabled).
+            disable_waiter_state_machine_logging=False,
+            waiter_state_machine_log_options=cr.LogOptions(
+                destination=self._log_group("WaiterLogs", log_retention),
+                level=sfn.LogLevel.ALL,
+                # The execution data would repeat the whole cluster request in every log line.
+                include_execution_data=False,
+            ),
+        )
+        self._acknowledge_provider(provider, [on_event, is_complete])
+        for handler in (on_event, is_complete):
+            acknowledge(
+                handler,
+                "AwsSolutions-L1",
+                "Python 3.13 is the runtime this handler is reviewed and tested for; 3.14 is a deliberate, "
+                "separate upgrade (boto3 and standard library only, so expected to be a one-line change).",
+            )
+        return provider
+
+    def _handler(self, construct_id: str, entry_point: str, log_group: logs.ILogGroup) -> lambda_.Function:
+        return lambda_.Function(
+            self,
+            construct_id,
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["README.md", "__pycache__", "*.pyc"]),
+            handler=entry_point,
+            role=self.handler_role,
+            timeout=HANDLER_TIMEOUT,
+            memory_size=256,
+            # Both entry points in one group: one request's story (on_event, then every poll) reads in order.
+            log_group=log_group,
+            description=f"HyperPod cluster custom resource: {entry_point}",
+        )
+
+    def _log_group(self, construct_id: str, retention: logs.RetentionDays) -> logs.LogGroup:
+        return logs.LogGroup(
+            self, construct_id, retention=retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+
+    def _acknowledge_handler_role(self, role: iam.Role, eks_cluster: eks.ICluster) -> None:
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "A HyperPod cluster ARN ends in an id that SageMaker generates at creation "
+            "(cluster/<id>, not the name), so cluster actions name this account's and region's clusters. "
+            "Access entries get EKS-generated ids; they are limited to this EKS cluster's entries. "
+            "ec2:Describe* supports no resource-level permissions.",
+            nag_resource(self, _sagemaker_clusters(self._stack)),
+            nag_resource(self, _access_entries(self._stack, eks_cluster)),
+            "Resource::*",
+        )
+
+    def _acknowledge_provider(self, provider: cr.Provider, handlers: list[lambda_.Function]) -> None:
+        acknowledge(
+            provider,
+            "AwsSolutions-IAM4",
+            "CDK's custom resource provider framework functions log through the AWS managed Lambda logging "
+            "policy that CDK attaches to their roles.",
+            managed_policy("service-role/AWSLambdaBasicExecutionRole"),
+        )
+        framework = [provider.node.find_child(f"framework-{name}") for name in FRAMEWORK_FUNCTIONS]
+        invoked = [f"{nag_resource(self, function.function_arn)}:*" for function in [*handlers, *framework]]
+        acknowledge(
+            provider,
+            "AwsSolutions-IAM5",
+            "The provider framework and its waiter invoke any version (<arn>:*) of this construct's own "
+            "handler and framework functions, nothing else. CloudWatch Logs' log-delivery actions, which "
+            "the waiter state machine needs to log, support no resource-level permissions (*).",
+            *invoked,
+            "Resource::*",
+        )
+        acknowledge(
+            provider,
+            "AwsSolutions-L1",
+            "CDK pins the provider framework's runtime to the Node.js version its framework code is "
+            "built for.",
+        )
+        acknowledge(
+            provider,
+            "AwsSolutions-SF2",
+            "The provider's waiter state machine only polls this construct's is_complete handler; CDK "
+            "exposes no X-Ray setting for it, and the handlers' JSON logs already trace every request.",
+        )
+
+
+_ENTRY_POINTS = (("OnEventHandler", "index.on_event"), ("IsCompleteHandler", "index.is_complete"))
+FRAMEWORK_FUNCTIONS = ("onEvent", "isComplete", "onTimeout")  # construct ids inside cr.Provider
+
+
+def _handler_statements(
+    stack: cdk.Stack, config: HyperPodConfig, eks_cluster: eks.ICluster, execution_role: iam.IRole
+) -> list[iam.PolicyStatement]:
+    statements = [
+        iam.PolicyStatement(sid="Cluster", actions=CLUSTER_ACTIONS, resources=[_sagemaker_clusters(stack)]),
+        iam.PolicyStatement(
+            sid="PassExecutionRole",
+            actions=["iam:PassRole"],
+            resources=[execution_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        iam.PolicyStatement(
+            sid="EksCluster",
+            actions=["eks:DescribeCluster", "eks:CreateAccessEntry"],
+            resources=[eks_cluster.cluster_arn],
+        ),
+        iam.PolicyStatement(
+            sid="EksAccessEntries",
+            actions=ACCESS_ENTRY_ACTIONS,
+            resources=[_access_entries(stack, eks_cluster)],
+        ),
+        iam.PolicyStatement(sid="DescribeNetwork", actions=EC2_DESCRIBE_ACTIONS, resources=["*"]),
+        # The first cluster in an account creates HyperPod's service-linked role.
+        iam.PolicyStatement(
+            sid="HyperPodServiceLinkedRole",
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[
+                stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=f"aws-service-role/{HYPERPOD_SERVICE}/{HYPERPOD_SERVICE_LINKED_ROLE}",
+                )
+            ],
+            conditions={"StringEquals": {"iam:AWSServiceName": HYPERPOD_SERVICE}},
+        ),
+    ]
+    plans = sorted({group.training_plan_arn for group in config.instance_groups if group.training_plan_arn})
+    if plans:
+        # A group bound to a training plan is created and resized against that plan's reserved capacity.
+        statements.append(
+            iam.PolicyStatement(
+                sid="TrainingPlans",
+                actions=["sagemaker:CreateCluster", "sagemaker:UpdateCluster"],
+                resources=plans,
+            )
+        )
+    return statements
+
+
+def _sagemaker_clusters(stack: cdk.Stack) -> str:
+    return stack.format_arn(service="sagemaker", resource="cluster", resource_name="*")
+
+
+def _access_entries(stack: cdk.Stack, eks_cluster: eks.ICluster) -> str:
+    # arn:...:access-entry/<cluster name>/<principal type>/<account>/<principal name>/<uuid>
+    return stack.format_arn(
+        service="eks", resource="access-entry", resource_name=f"{_local_name(stack, eks_cluster)}/*"
+    )
+
+
+def _local_name(stack: cdk.Stack, eks_cluster: eks.ICluster) -> str:
+    """The EKS cluster's name, as an intrinsic that already resolves when the cluster is in another stack.
+
+    CDK turns an implicit cross-stack reference into its intrinsic only at synthesis, after cdk-nag
+    acknowledgments are written. An explicit output read with Fn::GetStackOutput (the app's weak-reference
+    style, no export lock) resolves now, so the access-entry finding can be derived instead of hand-written.
+    """
+    owner = cdk.Stack.of(eks_cluster)
+    if owner is stack:
+        return eks_cluster.cluster_name
+    output = owner.node.try_find_child(CLUSTER_NAME_OUTPUT) or cdk.CfnOutput(
+        owner, CLUSTER_NAME_OUTPUT, value=eks_cluster.cluster_name, description="Read by the HyperPod stack"
+    )
+    stack.add_stack_dependency(owner, reason="the handler role names the EKS cluster's access entries")
+    return cdk.Fn.get_stack_output(owner.stack_name, owner.get_logical_id(output))
+
+
+def cluster_request(
+    config: HyperPodConfig,
+    *,
+    tags: Mapping[str, str],
+    eks_cluster_arn: str,
+    security_group_ids: Sequence[str],
+    subnet_ids: Sequence[str],
+    execution_role_arn: str,
+    source_s3_uri: str,
+    on_create: str,
+) -> dict[str, Any]:
+    """The CreateCluster request, member names as botocore's SageMaker model spells them."""
+    request: dict[str, Any] = {
+        "ClusterName": config.cluster_name,
+        "InstanceGroups": [
+            _instance_group(group, execution_role_arn, source_s3_uri, on_create)
+            for group in config.instance_groups
+        ],
+        "VpcConfig": {"SecurityGroupIds": list(security_group_ids), "Subnets": list(subnet_ids)},
+        "Orchestrator": {"Eks": {"ClusterArn": eks_cluster_arn}},
+        "NodeRecovery": config.node_recovery,
+    }
+    if config.node_provisioning_mode:
+        request["NodeProvisioningMode"] = config.node_provisioning_mode
+    if tags:
+        request["Tags"] = [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+    return request
+
+
+def _instance_group(
+    group: InstanceGroupConfig, execution_role_arn: str, source_s3_uri: str, on_create: str
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "InstanceGroupName": group.name,
+        "InstanceType": group.instance_type,
+        "InstanceCount": group.count,
+        "ExecutionRole": execution_role_arn,
+        "ThreadsPerCore": group.threads_per_core,
+        "LifeCycleConfig": {"SourceS3Uri": source_s3_uri, "OnCreate": on_create},
+        "InstanceStorageConfigs": [{"EbsVolumeConfig": {"VolumeSizeInGB": group.ebs_volume_gb}}],
+    }
+    if group.deep_health_checks:
+        spec["OnStartDeepHealthChecks"] = list(group.deep_health_checks)
+    if group.training_plan_arn:
+        spec["TrainingPlanArn"] = group.training_plan_arn
+    kubernetes = _kubernetes_config(group)
+    if kubernetes:
+        spec["KubernetesConfig"] = kubernetes
+    return spec
+
+
+def _kubernetes_config(group: InstanceGroupConfig) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if group.labels:
+        config["Labels"] = dict(group.labels)
+    if group.taints:
+        config["Taints"] = [_taint(taint) for taint in group.taints]
+    return config
+
+
+def _taint(taint: Taint) -> dict[str, str]:
+    # The API's taint Value has a minimum length of 1: a key-only taint omits it.
+    spec = {"Key": taint.key, "Effect": taint.effect}
+    if taint.value:
+        spec["Value"] = taint.value
+    return spec

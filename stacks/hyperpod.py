@@ -1,0 +1,53 @@
+"""The HyperPod cluster that gives the EKS cluster its nodes, with its lifecycle scripts and node role."""
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from config import AppConfig
+
+from .components.execution_role import NodeExecutionRole
+from .components.hyperpod_cluster import HyperPodCluster
+from .components.lifecycle_scripts import LifecycleScripts
+from .eks import EksStack
+
+# Custom resource, provider and deployment logs: a month covers a deploy's post-mortem.
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+class HyperPodStack(cdk.Stack):
+    """Lifecycle-script bucket, node execution role and the HyperPod cluster on the EKS stack's cluster."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, eks: EksStack, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        lifecycle = LifecycleScripts(
+            self, "LifecycleScripts", prefix=config.prefix, log_retention=LOG_RETENTION
+        )
+        # One subnet: EFA traffic stays within an AZ, and the nodes sit next to the FSx file system.
+        subnets = [eks.compute_subnet]
+        execution_role = NodeExecutionRole(
+            self,
+            "ExecutionRole",
+            cluster=eks.cluster,
+            security_group=eks.node_security_group,
+            subnets=subnets,
+            lifecycle_bucket=lifecycle.bucket,
+        )
+        self.cluster = HyperPodCluster(
+            self,
+            "HyperPodCluster",
+            config=config.hyperpod,
+            tags=config.tags,
+            eks_cluster=eks.cluster,
+            security_group=eks.node_security_group,
+            subnets=subnets,
+            execution_role=execution_role.role,
+            lifecycle=lifecycle,
+            log_retention=LOG_RETENTION,
+        )
+        self.execution_role = execution_role.role
+        self.lifecycle = lifecycle
+        cdk.CfnOutput(self, "HyperPodClusterName", value=self.cluster.cluster_name)
+        cdk.CfnOutput(self, "HyperPodClusterArn", value=self.cluster.cluster_arn)

@@ -1,0 +1,583 @@
+"""The HyperPod stack as synthesized: request, IAM, bucket, ordering, cdk-nag, cfn-lint and botocore's model.
+
+Two apps are synthesized once each: the default configuration (environment-agnostic) and one with an
+environment and every optional instance-group feature, which proves the cdk-nag acknowledgments that are
+derived from tokens still match once account and region are literals.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aws_cdk as cdk
+import boto3
+import botocore.session
+import cdk_nag
+import pytest
+from aws_cdk import assertions, cx_api
+from cfnlint.api import lint
+from moto import mock_aws
+
+from config import AppConfig, load_config
+from stacks.components.hyperpod_cluster import cluster_request
+from stacks.components.lifecycle_scripts import MAX_BUCKET_NAME, SCRIPTS_DIR, bucket_name
+from stacks.eks import EksStack
+from stacks.hyperpod import HyperPodStack
+from stacks.network import NetworkStack
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLER_DIR = ROOT / "lambda" / "hyperpod_cluster"
+ACCOUNT, REGION = "123456789012", "us-west-2"
+PLAN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-plan/ray-plan"
+FEATURES: dict[str, Any] = {
+    "env": {"account": ACCOUNT, "region": REGION},
+    "tags": {"project": "ray-on-hyperpod", "owner": "ml-platform"},
+    "hyperpod": {
+        "cluster_name": "ray-features",
+        "node_provisioning_mode": "Continuous",
+        "instance_groups": [
+            {"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1},
+            {
+                "name": "workers",
+                "instance_type": "ml.p5.48xlarge",
+                "count": 2,
+                "threads_per_core": 2,
+                "ebs_volume_gb": 1000,
+                "deep_health_checks": ["InstanceStress"],
+                "training_plan_arn": PLAN,
+                "labels": {"ray.io/node-type": "worker"},
+                "taints": [
+                    {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
+                    {"key": "dedicated", "effect": "NoExecute"},
+                ],
+            },
+        ],
+    },
+    "ray": {
+        "worker_groups": [{"name": "gpu", "instance_group": "workers", "replicas": 2, "max_replicas": 2}]
+    },
+}
+
+
+def _load(module: str) -> ModuleType:
+    # As tests/lambda/conftest.py loads the handler: by path, under a name no other module uses, with the
+    # handler's folder on sys.path for its sibling imports (as Lambda's import root).
+    if str(HANDLER_DIR) not in sys.path:
+        sys.path.insert(0, str(HANDLER_DIR))
+    spec = importlib.util.spec_from_file_location(f"hyperpod_cluster_{module}", HANDLER_DIR / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+cfn_coerce = _load("cfn_coerce")
+handler = _load("index")
+
+
+class Synthesized:
+    """One synthesized app: the stacks, their templates and the cloud assembly."""
+
+    def __init__(self, config: AppConfig, outdir: Path) -> None:
+        context = json.loads((ROOT / "cdk.json").read_text())["context"]
+        self.app = cdk.App(outdir=str(outdir), context=context)
+        env = cdk.Environment(account=config.env.account, region=config.env.region)
+        self.network = NetworkStack(self.app, "Network", config=config.network, env=env)
+        self.eks = EksStack(self.app, "Eks", config=config.eks, network=self.network, env=env)
+        self.hyperpod = HyperPodStack(self.app, "HyperPod", config=config, eks=self.eks, env=env)
+        cdk.Validations.of(self.app).add_plugins(cdk_nag.AwsSolutionsChecks())
+        # Unacknowledged cdk-nag findings raise here.
+        self.assembly: cx_api.CloudAssembly = self.app.synth()
+        self.outdir = outdir
+        self.template = assertions.Template.from_stack(self.hyperpod)
+        self.raw = self.template.to_json()
+        self.network_outputs = _template(self.assembly, "Network")["Outputs"]
+        self.eks_outputs = _template(self.assembly, "Eks")["Outputs"]
+
+    def only(self, resource_type: str) -> tuple[str, dict[str, Any]]:
+        found = self.template.find_resources(resource_type)
+        assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+        return next(iter(found.items()))
+
+    def logical_id(self, construct: cdk.IResource) -> str:
+        return self.hyperpod.get_logical_id(construct.node.default_child)
+
+    def cluster_config(self) -> dict[str, Any]:
+        return self.only("Custom::HyperPodCluster")[1]["Properties"]["ClusterConfig"]
+
+
+def _template(assembly: cx_api.CloudAssembly, stack: str) -> dict[str, Any]:
+    return assembly.get_stack_by_name(stack).template
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return Synthesized(load_config({}), tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return Synthesized(load_config({}, FEATURES), tmp_path_factory.mktemp("features"))
+
+
+# --- the request ---------------------------------------------------------------------------------------
+
+
+def test_instance_groups_follow_the_config(default: Synthesized) -> None:
+    config = load_config({}).hyperpod
+    groups = default.cluster_config()["InstanceGroups"]
+    role = {"Fn::GetAtt": [default.logical_id(default.hyperpod.execution_role), "Arn"]}
+    assert [g["InstanceGroupName"] for g in groups] == [g.name for g in config.instance_groups]
+    for spec, group in zip(groups, config.instance_groups, strict=True):
+        assert spec["InstanceType"] == group.instance_type
+        assert spec["InstanceCount"] == group.count
+        assert spec["ThreadsPerCore"] == group.threads_per_core
+        assert spec["ExecutionRole"] == role
+        assert spec["InstanceStorageConfigs"] == [
+            {"EbsVolumeConfig": {"VolumeSizeInGB": group.ebs_volume_gb}}
+        ]
+        assert spec.get("OnStartDeepHealthChecks", []) == list(group.deep_health_checks)
+        assert "KubernetesConfig" not in spec  # no labels or taints in the default config
+    assert default.cluster_config()["ClusterName"] == config.cluster_name
+    assert default.cluster_config()["NodeRecovery"] == config.node_recovery
+    assert "NodeProvisioningMode" not in default.cluster_config()
+
+
+def test_lifecycle_config_points_at_the_script_bucket(default: Synthesized) -> None:
+    bucket = default.logical_id(default.hyperpod.lifecycle.bucket)
+    for group in default.cluster_config()["InstanceGroups"]:
+        assert group["LifeCycleConfig"] == {
+            "SourceS3Uri": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/"]]},
+            "OnCreate": "on_create.sh",
+        }
+    assert (SCRIPTS_DIR / "on_create.sh").is_file()
+
+
+def test_vpc_config_imports_node_security_group_and_private_subnets(default: Synthesized) -> None:
+    network = default.network
+    vpc = default.cluster_config()["VpcConfig"]
+    group = network.get_logical_id(network.node_security_group.node.default_child)
+    subnets = [network.get_logical_id(s.node.default_child) for s in network.vpc.private_subnets]
+    assert [_exported(default.network_outputs, i) for i in vpc["SecurityGroupIds"]] == [
+        {"Fn::GetAtt": [group, "GroupId"]}
+    ]
+    assert [_exported(default.network_outputs, i) for i in vpc["Subnets"]] == [{"Ref": s} for s in subnets]
+
+
+def test_orchestrator_is_the_eks_stacks_cluster(default: Synthesized) -> None:
+    arn = default.cluster_config()["Orchestrator"]["Eks"]["ClusterArn"]
+    cluster = default.eks.get_logical_id(default.eks.cluster.node.default_child)
+    assert _exported(default.eks_outputs, arn) == {"Fn::GetAtt": [cluster, "Arn"]}
+
+
+def test_tags_are_a_key_value_list(default: Synthesized) -> None:
+    assert default.cluster_config()["Tags"] == [{"Key": "project", "Value": "ray-on-hyperpod"}]
+
+
+def test_optional_group_features(features: Synthesized) -> None:
+    request = features.cluster_config()
+    head, workers = request["InstanceGroups"]
+    assert "TrainingPlanArn" not in head
+    assert "KubernetesConfig" not in head
+    assert workers["TrainingPlanArn"] == PLAN
+    assert workers["ThreadsPerCore"] == 2
+    assert workers["OnStartDeepHealthChecks"] == ["InstanceStress"]
+    assert workers["KubernetesConfig"] == {
+        "Labels": {"ray.io/node-type": "worker"},
+        # A taint without a value omits Value: the API's minimum length is 1.
+        "Taints": [
+            {"Key": "nvidia.com/gpu", "Effect": "NoSchedule", "Value": "present"},
+            {"Key": "dedicated", "Effect": "NoExecute"},
+        ],
+    }
+    assert request["NodeProvisioningMode"] == "Continuous"
+    assert request["Tags"] == [
+        {"Key": "owner", "Value": "ml-platform"},
+        {"Key": "project", "Value": "ray-on-hyperpod"},
+    ]
+
+
+@pytest.mark.parametrize("app", ["default", "features"])
+def test_request_passes_the_handlers_coercion_and_botocores_model(
+    app: str, request: pytest.FixtureRequest
+) -> None:
+    synthesized: Synthesized = request.getfixturevalue(app)
+    resolved = _as_cloudformation_sends(_fake_resolve(synthesized, synthesized.cluster_config()))
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateCluster")
+    # The handler's own path: strings back to the model's types, then botocore's validator (raises).
+    coerced = cfn_coerce.coerce_request(resolved, shape.input_shape, "ClusterConfig")
+    assert coerced["InstanceGroups"][0]["InstanceCount"] == 1
+    assert coerced["InstanceGroups"][0]["LifeCycleConfig"]["SourceS3Uri"].startswith("s3://sagemaker-")
+
+
+def test_handler_creates_the_synthesized_cluster_in_moto(
+    default: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The construct's properties, as CloudFormation delivers them, through the handler's own entry points."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    properties = {
+        "ServiceToken": "arn:aws:lambda:us-west-2:123456789012:function:framework-onEvent",
+        "ClusterConfig": _as_cloudformation_sends(_fake_resolve(default, default.cluster_config())),
+    }
+    event = {"RequestType": "Create", "RequestId": "r1", "ResourceProperties": properties}
+    with mock_aws():
+        client = boto3.client("sagemaker", region_name=REGION)
+        monkeypatch.setattr(handler, "_client", lambda: client)
+        created = handler.on_event(event, None)
+        done = handler.is_complete({**event, **created}, None)
+    assert created == {"PhysicalResourceId": "ray-hyperpod"}
+    assert done["IsComplete"] is True
+    assert done["Data"]["ClusterName"] == "ray-hyperpod"
+
+
+def test_cluster_request_is_plain_python() -> None:
+    config = load_config({}, FEATURES).hyperpod
+    request = cluster_request(
+        config,
+        tags={},
+        eks_cluster_arn="arn:aws:eks:us-west-2:123456789012:cluster/c",
+        security_group_ids=["sg-1"],
+        subnet_ids=["subnet-1"],
+        execution_role_arn="arn:aws:iam::123456789012:role/r",
+        source_s3_uri="s3://sagemaker-x/",
+        on_create="on_create.sh",
+    )
+    assert "Tags" not in request  # an empty list would be sent as a no-op; omitted instead
+    assert request["VpcConfig"] == {"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1"]}
+
+
+# --- the provider --------------------------------------------------------------------------------------
+
+
+def test_provider_polls_every_30s_for_55_minutes(default: Synthesized) -> None:
+    _, machine = default.only("AWS::StepFunctions::StateMachine")
+    definition = json.loads("".join(p if isinstance(p, str) else "ARN" for p in _join(machine)))
+    retry = definition["States"]["framework-isComplete-task"]["Retry"][0]
+    assert retry["IntervalSeconds"] == 30
+    assert retry["BackoffRate"] == 1
+    assert retry["IntervalSeconds"] * retry["MaxAttempts"] == 55 * 60
+    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_handlers(default: Synthesized) -> None:
+    handlers = default.template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": assertions.Match.string_like_regexp(r"^index\.(on_event|is_complete)$")}},
+    )
+    assert sorted(h["Properties"]["Handler"] for h in handlers.values()) == [
+        "index.is_complete",
+        "index.on_event",
+    ]
+    for handler in handlers.values():
+        props = handler["Properties"]
+        assert props["Runtime"] in ("python3.12", "python3.13")
+        assert 120 <= props["Timeout"] <= 300
+        group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert default.raw["Resources"][group]["Properties"]["RetentionInDays"] == 30
+
+
+def test_every_log_group_has_retention_and_is_removed(default: Synthesized) -> None:
+    groups = default.template.find_resources("AWS::Logs::LogGroup")
+    assert len(groups) >= 4  # handler, provider framework, waiter, bucket deployment
+    for group in groups.values():
+        assert group["Properties"]["RetentionInDays"] == 30
+        assert group["DeletionPolicy"] == "Delete"
+
+
+# --- IAM -----------------------------------------------------------------------------------------------
+
+
+def test_handler_role_passes_only_the_execution_role(default: Synthesized) -> None:
+    statements = _policy_statements(default, default.hyperpod.cluster.handler_role)
+    execution_role = {"Fn::GetAtt": [default.logical_id(default.hyperpod.execution_role), "Arn"]}
+    passes = [s for s in statements if "iam:PassRole" in _list(s["Action"])]
+    assert passes == [
+        {
+            "Action": "iam:PassRole",
+            "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            "Effect": "Allow",
+            "Resource": execution_role,
+            "Sid": "PassExecutionRole",
+        }
+    ]
+
+
+def test_handler_role_has_no_service_wildcards(default: Synthesized) -> None:
+    statements = _policy_statements(default, default.hyperpod.cluster.handler_role)
+    actions = [a for s in statements for a in _list(s["Action"])]
+    assert not [a for a in actions if "*" in a]
+    assert {a for a in actions if a.startswith("sagemaker:")} == {
+        "sagemaker:CreateCluster",
+        "sagemaker:DescribeCluster",
+        "sagemaker:UpdateCluster",
+        "sagemaker:DeleteCluster",
+        "sagemaker:AddTags",
+        "sagemaker:DeleteTags",
+    }
+    cluster = next(s for s in statements if s.get("Sid") == "Cluster")
+    assert _join_text(cluster["Resource"]).endswith(":cluster/*")
+    assert all(s["Resource"] != "*" for s in statements if s.get("Sid") != "DescribeNetwork")
+
+
+def test_handler_role_covers_eks_access_entries(default: Synthesized) -> None:
+    statements = {
+        s["Sid"]: s for s in _policy_statements(default, default.hyperpod.cluster.handler_role) if "Sid" in s
+    }
+    cluster = default.eks.get_logical_id(default.eks.cluster.node.default_child)
+    eks_cluster = statements["EksCluster"]
+    assert set(_list(eks_cluster["Action"])) == {"eks:DescribeCluster", "eks:CreateAccessEntry"}
+    assert _exported(default.eks_outputs, eks_cluster["Resource"]) == {"Fn::GetAtt": [cluster, "Arn"]}
+    # access-entry/<this EKS cluster's name>/*: only its own cluster's entries.
+    parts = statements["EksAccessEntries"]["Resource"]["Fn::Join"][1]
+    assert parts[-3] == ":access-entry/"
+    assert parts[-1] == "/*"
+    assert _exported(default.eks_outputs, parts[-2]) == {"Ref": cluster}
+    assert statements["HyperPodServiceLinkedRole"]["Condition"] == {
+        "StringEquals": {"iam:AWSServiceName": "hyperpod.sagemaker.amazonaws.com"}
+    }
+
+
+def test_training_plans_are_named_exactly(features: Synthesized) -> None:
+    statements = _policy_statements(features, features.hyperpod.cluster.handler_role)
+    plans = next(s for s in statements if s.get("Sid") == "TrainingPlans")
+    assert plans["Resource"] == PLAN
+
+
+def test_execution_role(default: Synthesized) -> None:
+    role_id = default.logical_id(default.hyperpod.execution_role)
+    role = default.raw["Resources"][role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+    ]
+    assert _join_text(role["ManagedPolicyArns"][0]).endswith(
+        ":iam::aws:policy/AmazonSageMakerClusterInstanceRolePolicy"
+    )
+    statements = {s["Sid"]: s for s in _policy_statements(default, default.hyperpod.execution_role)}
+    assert set(statements) >= {
+        "VpcCniEni",
+        "VpcCniTagEni",
+        "EcrLogin",
+        "EcrPull",
+        "EksCluster",
+        "LifecycleScripts",
+    }
+    assert "eks-auth:AssumeRoleForPodIdentity" in _list(statements["EksCluster"]["Action"])
+    bucket = default.logical_id(default.hyperpod.lifecycle.bucket)
+    assert statements["LifecycleScripts"]["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]
+    }
+    eni_resources = [_join_text(r) for r in statements["VpcCniEni"]["Resource"]]
+    assert any(":subnet/" in r for r in eni_resources)
+    assert any(":security-group/" in r for r in eni_resources)
+
+
+# --- the bucket ----------------------------------------------------------------------------------------
+
+
+def test_bucket_is_private_encrypted_tls_only_and_removed(default: Synthesized) -> None:
+    bucket_id, bucket = default.only("AWS::S3::Bucket")
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Delete"
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
+    assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True
+    )
+    assert props["BucketName"]["Fn::Join"][1][0].startswith("sagemaker-")
+    default.template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": bucket_id},
+            "PolicyDocument": {
+                "Statement": assertions.Match.array_with(
+                    [
+                        assertions.Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            },
+        },
+    )
+    default.template.has_resource_properties(
+        "Custom::S3AutoDeleteObjects", {"BucketName": {"Ref": bucket_id}}
+    )
+
+
+@pytest.mark.parametrize("prefix", ["ray", "a-very-long-prefix-abcdef"])
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-5", None])
+def test_bucket_name_fits_s3s_limit(prefix: str, region: str | None) -> None:
+    stack = cdk.Stack(cdk.App(), "S", env=cdk.Environment(account=ACCOUNT, region=region))
+    name = bucket_name(stack, prefix)
+    resolved = name if region else name.replace(stack.region, "x" * 14)
+    assert resolved.startswith("sagemaker-")
+    assert len(resolved) <= MAX_BUCKET_NAME
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", resolved)
+
+
+def test_on_create_script_is_valid_bash() -> None:
+    script = SCRIPTS_DIR / "on_create.sh"
+    assert os.access(script, os.X_OK)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+# --- ordering ------------------------------------------------------------------------------------------
+
+
+def test_cluster_waits_for_its_roles_and_scripts(default: Synthesized) -> None:
+    _, resource = default.only("Custom::HyperPodCluster")
+    hyperpod = default.hyperpod
+    execution_role = hyperpod.execution_role
+    handler_role = hyperpod.cluster.handler_role
+    deployment = hyperpod.lifecycle.deployment.node.find_child("CustomResource").node.default_child
+    expected = {
+        hyperpod.get_logical_id(execution_role.node.default_child),
+        hyperpod.get_logical_id(execution_role.node.find_child("DefaultPolicy").node.default_child),
+        hyperpod.get_logical_id(handler_role.node.default_child),
+        hyperpod.get_logical_id(handler_role.node.find_child("DefaultPolicy").node.default_child),
+        hyperpod.get_logical_id(deployment),
+    }
+    assert expected <= set(resource["DependsOn"])
+
+
+def test_hyperpod_stack_depends_on_eks_and_network(default: Synthesized) -> None:
+    artifact = default.assembly.get_stack_by_name("HyperPod")
+    assert {d.id for d in artifact.dependencies} >= {"Eks", "Network"}
+
+
+def test_outputs(default: Synthesized) -> None:
+    cluster_id, _ = default.only("Custom::HyperPodCluster")
+    outputs = default.raw["Outputs"]
+    assert outputs["HyperPodClusterName"]["Value"] == {"Fn::GetAtt": [cluster_id, "ClusterName"]}
+    assert outputs["HyperPodClusterArn"]["Value"] == {"Fn::GetAtt": [cluster_id, "ClusterArn"]}
+
+
+# --- cdk-nag and cfn-lint -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", ["default", "features"])
+def test_cdk_nag_passes_with_reasons(app: str, request: pytest.FixtureRequest) -> None:
+    synthesized: Synthesized = request.getfixturevalue(app)
+    report = json.loads((synthesized.outdir / "validation-report.json").read_text())
+    (nag,) = report["pluginReports"]
+    assert nag["conclusion"] == "success"
+    assert nag["violations"] == []
+    ours = [v for v in nag["suppressedViolations"] if _in_stack(v, "HyperPod/")]
+    assert ours, "the HyperPod stack's acknowledgments should show up as suppressed findings"
+    assert all(len(v["reason"]) > 40 for v in ours)
+
+
+@pytest.mark.parametrize("app", ["default", "features"])
+def test_cfn_lint_finds_nothing(app: str, request: pytest.FixtureRequest) -> None:
+    synthesized: Synthesized = request.getfixturevalue(app)
+    matches = lint(json.dumps(synthesized.raw), regions=[REGION])
+    assert [str(m) for m in matches] == []
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _in_stack(violation: dict[str, Any], prefix: str) -> bool:
+    return any(c["constructPath"].startswith(prefix) for c in violation["violatingConstructs"])
+
+
+def _exported(outputs: dict[str, Any], value: Any) -> Any:
+    """What a cross-stack reference in this stack reads from the producing stack's outputs.
+
+    The app's cdk.json makes references weak (Fn::GetStackOutput); Fn::ImportValue is the strong form.
+    """
+    if "Fn::GetStackOutput" in value:
+        return outputs[value["Fn::GetStackOutput"]["OutputName"]]["Value"]
+    name = value["Fn::ImportValue"]
+    return next(o["Value"] for o in outputs.values() if o.get("Export", {}).get("Name") == name)
+
+
+def _policy_statements(synthesized: Synthesized, role: Any) -> list[dict[str, Any]]:
+    policy = role.node.find_child("DefaultPolicy").node.default_child
+    resource = synthesized.raw["Resources"][synthesized.hyperpod.get_logical_id(policy)]
+    return resource["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _join(machine: dict[str, Any]) -> list[Any]:
+    return machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+
+
+def _join_text(value: Any) -> str:
+    """A Fn::Join flattened to text, intrinsics shown as <...>: enough to check an ARN's shape."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        delimiter, parts = value["Fn::Join"]
+        return delimiter.join(_join_text(p) for p in parts)
+    return f"<{json.dumps(value)}>"
+
+
+def _fake_resolve(synthesized: Synthesized, value: Any) -> Any:
+    """Replace CloudFormation intrinsics with plausible values, as CloudFormation would at deploy time."""
+    if isinstance(value, list):
+        return [_fake_resolve(synthesized, item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    intrinsic = _fake_intrinsic(synthesized, value)
+    if intrinsic is not None:
+        return intrinsic
+    return {key: _fake_resolve(synthesized, item) for key, item in value.items()}
+
+
+def _fake_intrinsic(synthesized: Synthesized, value: dict[str, Any]) -> str | None:
+    if "Ref" in value:
+        return _fake_ref(synthesized, value["Ref"])
+    if "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn", value
+        return f"arn:aws:iam::{ACCOUNT}:role/{logical_id}"
+    if "Fn::GetStackOutput" in value:
+        return _fake_output(value["Fn::GetStackOutput"]["OutputName"])
+    if "Fn::Join" in value:
+        delimiter, parts = value["Fn::Join"]
+        return delimiter.join(_fake_resolve(synthesized, part) for part in parts)
+    assert not any(key.startswith("Fn::") for key in value), value
+    return None
+
+
+def _fake_ref(synthesized: Synthesized, name: str) -> str:
+    pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}
+    if name in pseudo:
+        return pseudo[name]
+    resource = synthesized.raw["Resources"][name]
+    assert resource["Type"] == "AWS::S3::Bucket", name
+    return _fake_resolve(synthesized, resource["Properties"]["BucketName"])
+
+
+def _fake_output(name: str) -> str:
+    """A plausible value for another stack's output (or export), judged by its CDK-generated name."""
+    if "SecurityGroup" in name:
+        return "sg-0123456789abcdef0"
+    if "Subnet" in name:
+        return "subnet-0123456789abcdef0"
+    assert re.search(r"Cluster[0-9A-F]{8}Arn", name), name
+    return f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/ray-eks"
+
+
+def _as_cloudformation_sends(value: Any) -> Any:
+    """CloudFormation hands a custom resource every scalar as a string."""
+    if isinstance(value, dict):
+        return {key: _as_cloudformation_sends(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_cloudformation_sends(item) for item in value]
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
