@@ -30,11 +30,12 @@ def main() -> None:
     app = cdk.App()
     try:
         config = read_config(app)
+        # Some checks need the file system (a local chart directory): they raise ConfigError while building.
+        stacks = build_stacks(app, config)
     except ConfigError as error:
         for problem in error.problems:
             print(f"config error: {problem}", file=sys.stderr)
         sys.exit(1)
-    stacks = build_stacks(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(verbose=True))
     app.synth()
     write_manifests(stacks.all(), Path(app.outdir))

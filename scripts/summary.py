@@ -20,7 +20,9 @@ def summarize(assembly: Path) -> str:
     lines = [f"Templates: {assembly.resolve()}/<stack>.template.json"]
     manifests = assembly / "manifests"
     if manifests.is_dir():
-        lines.append(f"Kubernetes manifests: {manifests.resolve()}/ ({len(list(manifests.glob('*.yaml')))} files)")
+        lines.append(
+            f"Kubernetes manifests: {manifests.resolve()}/ ({len(list(manifests.glob('*.yaml')))} files)"
+        )
     lines.append(f"{'stack':<12} {'name':<28} {'resources':>9}  top types")
     for stack_id, artifact in stacks(assembly).items():
         template = json.loads((assembly / artifact["properties"]["templateFile"]).read_text())

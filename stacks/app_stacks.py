@@ -57,7 +57,9 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     ray.add_stack_dependency(platform)
     # Ray pods run on HyperPod nodes: they are stopped (and /fsx unmounted) before the nodes go.
     ray.add_stack_dependency(hyperpod)
-    stacks = AppStacks(network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray)
+    stacks = AppStacks(
+        network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray
+    )
     for stack in stacks.all():
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -1,4 +1,5 @@
-"""Cluster-wide software that needs only EKS: the FSx CSI driver and the KubeRay operator.
+"""Cluster-wide software that needs only EKS: the HyperPod dependency chart, the FSx CSI driver and the
+KubeRay operator.
 
 Being its own stack, it installs while HyperPod is still provisioning nodes (Helm releases are applied
 without waiting for pods), and it is destroyed only after the Ray stack has removed every RayCluster and PVC.
@@ -12,6 +13,7 @@ from constructs import Construct
 from config import AppConfig
 from k8s_charts.namespace import NamespaceChart
 
+from .components.hyperpod_dependencies import HyperPodDependencies
 from .eks import EksStack
 from .kubernetes import ChartDeployer
 from .nag import acknowledge
@@ -28,6 +30,11 @@ class PlatformStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.cluster = eks_stack.cluster
         self.deployer = ChartDeployer(self, self.cluster)
+        # HyperPod requires its agents and device plugins before the cluster is created (HyperPodStack
+        # depends on this stack); they are removed only after the HyperPod cluster is gone.
+        self.hyperpod_dependencies = HyperPodDependencies(
+            self, "HyperPodDependencies", cluster=self.cluster, config=config.hyperpod.dependency_chart
+        )
         self.kuberay_operator = self._kuberay(config)
         self.fsx_csi_driver = self._fsx_csi_driver(config)
 
@@ -63,6 +70,7 @@ class PlatformStack(cdk.Stack):
             namespace="kube-system",
             identity_type=eks.IdentityType.IRSA,
         )
+        _lint_irsa_condition(service_account)
         if config.storage.mode == "dynamic":
             self._grant_file_system_lifecycle(service_account.role)
         driver = eks.HelmChart(
@@ -122,3 +130,16 @@ class PlatformStack(cdk.Stack):
             "Resource::*",
             "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/aws-service-role/*",
         )
+
+
+def _lint_irsa_condition(service_account: eks.ServiceAccount) -> None:
+    """Silence one cfn-lint false positive on exactly the resource that triggers it.
+
+    CDK builds the IRSA trust condition with Fn::Split over the OIDC provider's ARN, which arrives through
+    Fn::GetStackOutput (weak cross-stack references). cfn-lint 1.58 does not know that this intrinsic yields
+    a string and reports E1022; CloudFormation accepts it.
+    """
+    condition = (
+        service_account.node.find_child("ConditionJson").node.find_child("Resource").node.default_child
+    )
+    condition.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E1022"]}})

@@ -2,7 +2,6 @@
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +18,7 @@ from stacks.app_stacks import AppStacks, build_stacks  # noqa: E402 (PATH first)
 
 
 def cdk_json_context() -> dict:
-    """cdk.json's feature flags plus what the CLI adds, so that tests synthesize exactly what `cdk synth` does."""
+    """cdk.json's feature flags plus what the CLI adds: tests synthesize exactly what `cdk synth` does."""
     cli_defaults = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
     return {**json.loads((REPO / "cdk.json").read_text())["context"], **cli_defaults}
 
@@ -38,10 +37,10 @@ def default_config() -> AppConfig:
 
 
 @pytest.fixture(scope="session")
-def default_app(default_config: AppConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    tuple[AppStacks, cx_api.CloudAssembly]
-]:
-    yield synth_app(default_config, tmp_path_factory.mktemp("cdk.out"))
+def default_app(
+    default_config: AppConfig, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[AppStacks, cx_api.CloudAssembly]:
+    return synth_app(default_config, tmp_path_factory.mktemp("cdk.out"))
 
 
 @pytest.fixture(scope="session")

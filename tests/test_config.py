@@ -61,11 +61,16 @@ def test_json_values_from_the_command_line():
         ({"eks.endpoint_access": "public_and_private"}, "eks: endpoint_access=public_and_private needs "),
         ({"eks.admin_principal_arns": '["bob"]'}, "eks.admin_principal_arns = ['bob']: ['bob'] are not IAM"),
         (
-            {"eks.addon_versions": '{"vpc-cni": "v1.18.0-eksbuild.1", "kube-proxy": null, "coredns": null, '
-             '"eks-pod-identity-agent": null}'},
+            {
+                "eks.addon_versions": '{"vpc-cni": "v1.18.0-eksbuild.1", "kube-proxy": null, '
+                '"coredns": null, "eks-pod-identity-agent": null}'
+            },
             "eks.addon_versions: vpc-cni v1.18.0-eksbuild.1 is older than v1.18.3",
         ),
-        ({"eks.version": "1.32"}, "eks: addon_versions.kube-proxy v1.33.5-eksbuild.2 does not match EKS 1.32"),
+        (
+            {"eks.version": "1.32"},
+            "eks: addon_versions.kube-proxy v1.33.5-eksbuild.2 does not match EKS 1.32",
+        ),
         ({"network.az_count": "3"}, "network.az_count=3 needs env.region"),
         ({"env.region": "Oregon"}, "env.region = 'Oregon': must be an AWS region such as us-west-2"),
         ({"prefix": "Ray_HP"}, "prefix = 'Ray_HP': must be 3-24 lower-case letters"),
@@ -80,18 +85,26 @@ def test_bad_foundation_input_names_field_value_and_rule(context, expected):
 @pytest.mark.parametrize(
     ("group", "expected"),
     [
-        ({"instance_type": "p5.48xlarge"}, "instance_type = 'p5.48xlarge': must be a SageMaker instance type"),
+        (
+            {"instance_type": "p5.48xlarge"},
+            "instance_type = 'p5.48xlarge': must be a SageMaker instance type",
+        ),
         ({"count": -1}, "count = -1: Input should be greater than or equal to 0"),
         ({"name": "gpu_workers"}, "name = 'gpu_workers': must be 1-63 letters, digits and hyphens"),
         ({"name": "-gpu"}, "name = '-gpu': must be 1-63 letters"),
-        ({"deep_health_checks": ["InstanceStress", "GpuBurn"]}, "deep_health_checks[1] = 'GpuBurn': Input should"),
+        (
+            {"deep_health_checks": ["InstanceStress", "GpuBurn"]},
+            "deep_health_checks[1] = 'GpuBurn': Input should",
+        ),
         ({"threads_per_core": 4}, "threads_per_core = 4: Input should be 1 or 2"),
     ],
 )
 def test_bad_instance_group(group, expected):
     base = {"name": "workers", "instance_type": "ml.p5.48xlarge", "count": 4}
     problems = errors({"hyperpod.instance_groups": json.dumps([{**base, **group}])})
-    assert problems == [problems[0]] and problems[0].startswith(f"hyperpod.instance_groups[0].{expected}"), problems
+    assert problems == [problems[0]] and problems[0].startswith(f"hyperpod.instance_groups[0].{expected}"), (
+        problems
+    )
 
 
 def test_duplicate_group_names_and_bad_cluster_name():
@@ -99,7 +112,9 @@ def test_duplicate_group_names_and_bad_cluster_name():
     assert errors({"hyperpod.instance_groups": json.dumps(groups)}) == [
         "hyperpod: instance group names must be unique; repeated: ['a']"
     ]
-    assert errors({"hyperpod.cluster_name": "my cluster"})[0].startswith("hyperpod.cluster_name = 'my cluster'")
+    assert errors({"hyperpod.cluster_name": "my cluster"})[0].startswith(
+        "hyperpod.cluster_name = 'my cluster'"
+    )
 
 
 def test_every_problem_is_reported_at_once():
@@ -123,7 +138,15 @@ def test_ray_version_matches_the_job_pin(default_config):
 def run_app(context: dict) -> subprocess.CompletedProcess:
     """app.py as the CDK CLI runs it: context arrives in CDK_CONTEXT_JSON."""
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
-    return subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "app.py"],
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_app_reports_bad_config_as_lines_not_a_stack_trace(tmp_path):
@@ -143,5 +166,7 @@ def test_app_reports_bad_config_as_lines_not_a_stack_trace(tmp_path):
 def test_app_reports_an_unreadable_config_file():
     result = run_app({"config": "/nonexistent/config.yaml"})
     assert result.returncode == 1
-    assert result.stderr.startswith("config error: config = '/nonexistent/config.yaml': cannot read it as YAML")
+    assert result.stderr.startswith(
+        "config error: config = '/nonexistent/config.yaml': cannot read it as YAML"
+    )
     assert "Traceback" not in result.stderr

@@ -160,11 +160,12 @@ def test_lifecycle_config_points_at_the_script_bucket(default: Synthesized) -> N
     assert (SCRIPTS_DIR / "on_create.sh").is_file()
 
 
-def test_vpc_config_imports_node_security_group_and_private_subnets(default: Synthesized) -> None:
+def test_vpc_config_imports_node_security_group_and_the_compute_subnet(default: Synthesized) -> None:
     network = default.network
     vpc = default.cluster_config()["VpcConfig"]
     group = network.get_logical_id(network.node_security_group.node.default_child)
-    subnets = [network.get_logical_id(s.node.default_child) for s in network.vpc.private_subnets]
+    # One subnet (one AZ) for EFA and for locality with FSx: the network stack's compute subnet.
+    subnets = [network.get_logical_id(network.compute_subnet.node.default_child)]
     assert [_exported(default.network_outputs, i) for i in vpc["SecurityGroupIds"]] == [
         {"Fn::GetAtt": [group, "GroupId"]}
     ]

@@ -24,7 +24,8 @@ def test_cluster_version_logging_encryption_and_private_endpoint(eks):
             "Logging": {
                 "ClusterLogging": {
                     "EnabledTypes": [
-                        {"Type": t} for t in ("api", "audit", "authenticator", "controllerManager", "scheduler")
+                        {"Type": t}
+                        for t in ("api", "audit", "authenticator", "controllerManager", "scheduler")
                     ]
                 }
             },
@@ -60,7 +61,9 @@ def test_managed_addons(eks, name, version):
 def test_native_oidc_provider_and_kubectl_layer(eks):
     eks.resource_count_is("AWS::IAM::OIDCProvider", 1)
     eks.resource_count_is("Custom::AWSCDKOpenIdConnectProvider", 0)
-    eks.has_resource_properties("AWS::Lambda::LayerVersion", {"Description": Match.string_like_regexp("kubectl")})
+    eks.has_resource_properties(
+        "AWS::Lambda::LayerVersion", {"Description": Match.string_like_regexp("kubectl")}
+    )
 
 
 def test_outputs(eks):
@@ -82,7 +85,11 @@ def test_public_endpoint_admins_and_allow_list(tmp_path):
     eks = Template.from_stack(stacks.eks)
     eks.has_resource_properties(
         "AWS::EKS::Cluster",
-        {"ResourcesVpcConfig": Match.object_like({"EndpointPublicAccess": True, "PublicAccessCidrs": ["203.0.113.0/24"]})},
+        {
+            "ResourcesVpcConfig": Match.object_like(
+                {"EndpointPublicAccess": True, "PublicAccessCidrs": ["203.0.113.0/24"]}
+            )
+        },
     )
     (entry,) = eks.find_resources(
         "AWS::EKS::AccessEntry", {"Properties": {"PrincipalArn": "arn:aws:iam::123456789012:role/Admin"}}

@@ -28,7 +28,9 @@ def test_s3_gateway_endpoint_and_flow_logs(network):
         {"VpcEndpointType": "Gateway", "ServiceName": Match.object_like({"Fn::Join": Match.any_value()})},
     )
     network.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL", "ResourceType": "VPC"})
-    network.has_resource("AWS::Logs::LogGroup", {"Properties": {"RetentionInDays": 30}, "DeletionPolicy": "Delete"})
+    network.has_resource(
+        "AWS::Logs::LogGroup", {"Properties": {"RetentionInDays": 30}, "DeletionPolicy": "Delete"}
+    )
 
 
 def _self_rules(network: Template) -> list[dict]:
@@ -52,6 +54,8 @@ def test_node_security_group_allows_efa_and_lustre_within_itself(network):
         "AWS::EC2::SecurityGroup",
         {
             "GroupDescription": Match.string_like_regexp("EFA"),
-            "SecurityGroupEgress": [{"CidrIp": "0.0.0.0/0", "IpProtocol": "-1", "Description": Match.any_value()}],
+            "SecurityGroupEgress": [
+                {"CidrIp": "0.0.0.0/0", "IpProtocol": "-1", "Description": Match.any_value()}
+            ],
         },
     )

@@ -1,0 +1,131 @@
+"""FSx, the cluster software and the Ray objects as deployed: properties, schemas and teardown order."""
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from config import load_config
+from tests.conftest import synth_app
+from tests.k8s_validation import default_crd_dir, validate_k8s_objects
+
+
+def test_static_file_system_is_persistent_2_in_the_compute_subnet(templates):
+    storage = Template.from_json(templates["Storage"])
+    storage.has_resource(
+        "AWS::FSx::FileSystem",
+        {
+            "Properties": {
+                "FileSystemType": "LUSTRE",
+                "FileSystemTypeVersion": "2.15",
+                "StorageCapacity": 1200,
+                "LustreConfiguration": {
+                    "DeploymentType": "PERSISTENT_2",
+                    "PerUnitStorageThroughput": 250,
+                    "DataCompressionType": "LZ4",
+                },
+                "SubnetIds": [Match.any_value()],
+                "SecurityGroupIds": [Match.any_value()],
+            },
+            "DeletionPolicy": "Delete",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("chart", "version", "namespace"),
+    [("kuberay-operator", "1.7.0", "kuberay"), ("aws-fsx-csi-driver", "1.17.0", "kube-system")],
+)
+def test_platform_pins_chart_versions_and_never_waits_for_nodes(templates, chart, version, namespace):
+    platform = Template.from_json(templates["Platform"])
+    platform.has_resource_properties(
+        "Custom::AWSCDK-EKS-HelmChart",
+        {"Chart": chart, "Version": version, "Namespace": namespace, "Wait": Match.absent()},
+    )
+
+
+def test_kuberay_namespace_is_a_manifest_not_created_by_helm(templates):
+    platform = Template.from_json(templates["Platform"])
+    (operator,) = platform.find_resources(
+        "Custom::AWSCDK-EKS-HelmChart", {"Properties": {"Chart": "kuberay-operator"}}
+    ).values()
+    assert "CreateNamespace" not in operator["Properties"]
+    (namespace_id,) = operator["DependsOn"]
+    manifest = json.dumps(platform.find_resources("Custom::AWSCDK-EKS-KubernetesResource")[namespace_id])
+    assert '\\"kind\\":\\"Namespace\\"' in manifest and "kuberay" in manifest
+
+
+def test_csi_controller_runs_as_its_irsa_service_account(templates):
+    platform = Template.from_json(templates["Platform"])
+    (driver,) = platform.find_resources(
+        "Custom::AWSCDK-EKS-HelmChart", {"Properties": {"Chart": "aws-fsx-csi-driver"}}
+    ).values()
+    values = json.loads(driver["Properties"]["Values"])
+    assert values["controller"]["serviceAccount"] == {"create": False, "name": "fsx-csi-controller-sa"}
+    # IRSA: the role trusts the cluster's OIDC provider for exactly this service account (the condition is
+    # built by a CfnJson resource because its key contains the provider's URL).
+    conditions = json.dumps(platform.find_resources("Custom::AWSCDKCfnJson"))
+    assert ':sub\\":\\"system:serviceaccount:kube-system:fsx-csi-controller-sa' in conditions
+    platform.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [Match.object_like({"Action": "sts:AssumeRoleWithWebIdentity"})]
+            }
+        },
+    )
+
+
+def test_static_mode_grants_the_csi_controller_nothing(templates):
+    assert "fsx:CreateFileSystem" not in json.dumps(templates["Platform"])
+
+
+@pytest.fixture(scope="module")
+def dynamic_app(tmp_path_factory):
+    config = load_config(
+        {"storage.mode": "dynamic", "ray.job.enabled": "true", "ray.autoscaling.enabled": "true"}
+    )
+    return synth_app(config, tmp_path_factory.mktemp("dynamic"))
+
+
+def test_dynamic_mode_has_no_file_system_stack_and_a_scoped_csi_role(dynamic_app):
+    stacks, assembly = dynamic_app
+    assert stacks.storage is None and "Storage" not in {stack.id for stack in assembly.stacks}
+    policies = json.dumps(Template.from_stack(stacks.platform).find_resources("AWS::IAM::Policy"))
+    assert "fsx:CreateFileSystem" in policies and "fsx:DeleteFileSystem" in policies
+    assert '"iam:AWSServiceName": "fsx.amazonaws.com"' in policies
+
+
+def _all_k8s_objects(stacks) -> list[dict]:
+    return [
+        obj
+        for stack in stacks.all()
+        if hasattr(stack, "deployer")
+        for chart in stack.deployer.charts.values()
+        for obj in chart.to_json()
+    ]
+
+
+@pytest.mark.parametrize("app_fixture", ["default_app", "dynamic_app"])
+def test_every_applied_object_validates_against_its_schema(request, app_fixture):
+    stacks, _ = request.getfixturevalue(app_fixture)
+    objects = _all_k8s_objects(stacks)
+    kinds = sorted({obj["kind"] for obj in objects})
+    assert "RayCluster" in kinds and "PersistentVolumeClaim" in kinds, kinds
+    assert validate_k8s_objects(
+        objects, stacks.eks.node.try_get_context("eks.version") or "1.33", default_crd_dir()
+    ) == len(objects)
+
+
+def test_dashboard_is_never_exposed_outside_the_cluster(default_app):
+    stacks, _ = default_app
+    text = json.dumps(_all_k8s_objects(stacks))
+    assert "LoadBalancer" not in text and "NodePort" not in text and "Ingress" not in text
+    assert '"serviceType": "ClusterIP"' in text
+
+
+def test_ray_outputs_name_the_head_service(templates):
+    outputs = Template.from_json(templates["Ray"]).find_outputs("*")
+    assert outputs["RayHeadService"]["Value"] == "ray-cluster-head-svc"
+    assert outputs["RayNamespace"]["Value"] == "ray"
+    assert "port-forward svc/ray-cluster-head-svc 8265:8265" in outputs["DashboardPortForward"]["Value"]
