@@ -31,7 +31,7 @@ TOTAL_TIMEOUT = cdk.Duration.minutes(55)
 HANDLER_TIMEOUT = cdk.Duration.minutes(5)
 HYPERPOD_SERVICE = "hyperpod.sagemaker.amazonaws.com"
 HYPERPOD_SERVICE_LINKED_ROLE = "AWSServiceRoleForSageMakerHyperPod"
-CLUSTER_NAME_OUTPUT = "HyperPodEksClusterName"  # added to the EKS stack, see _local_name
+CLUSTER_NAME_OUTPUT = "ClusterName"  # EksStack's output; added if a stack lacks it, see _local_name
 CLUSTER_ACTIONS = [
     "sagemaker:CreateCluster",
     "sagemaker:DescribeCluster",

@@ -1,6 +1,7 @@
 """FSx, the cluster software and the Ray objects as deployed: properties, schemas and teardown order."""
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match, Template
@@ -129,3 +130,23 @@ def test_ray_outputs_name_the_head_service(templates):
     assert outputs["RayHeadService"]["Value"] == "ray-cluster-head-svc"
     assert outputs["RayNamespace"]["Value"] == "ray"
     assert "port-forward svc/ray-cluster-head-svc 8265:8265" in outputs["DashboardPortForward"]["Value"]
+
+
+def test_ray_image_is_built_from_the_pinned_version_and_a_minimal_context(assembly, default_config):
+    (ray_stack,) = [stack for stack in assembly.stacks if stack.id == "Ray"]
+    manifest = json.loads(Path(assembly.directory, f"{ray_stack.id}.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    assert image["source"]["dockerBuildArgs"]["RAY_VERSION"] == default_config.ray.ray_version
+    context = Path(assembly.directory, image["source"]["directory"])
+    files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
+    assert "docker/ray/Dockerfile" in files and "jobs/fsdp_ray/train.py" in files
+    assert all(f == "docker/ray/Dockerfile" or f.startswith("jobs/fsdp_ray/") for f in files), files
+    assert not any("__pycache__" in f for f in files)
+
+
+def test_ray_cluster_version_matches_the_image(default_app, default_config):
+    stacks, _ = default_app
+    (cluster,) = [o for o in _all_k8s_objects(stacks) if o["kind"] == "RayCluster"]
+    assert cluster["spec"]["rayVersion"] == default_config.ray.ray_version
+    dockerfile = (Path(__file__).resolve().parents[2] / "docker/ray/Dockerfile").read_text()
+    assert "FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-gpu" in dockerfile
