@@ -170,3 +170,53 @@ def test_app_reports_an_unreadable_config_file():
         "config error: config = '/nonexistent/config.yaml': cannot read it as YAML"
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        (
+            {"ray.worker_groups": '[{"replicas": 5, "min_replicas": 1, "max_replicas": 4}]'},
+            "ray.worker_groups[0]: replicas (5) must be within [min_replicas, max_replicas] = [1, 4]",
+        ),
+        (
+            {"ray.worker_groups": '[{"instance_group": "gpus"}]'},
+            "ray.worker_groups[0].instance_group 'gpus' is not one of hyperpod.instance_groups ['head', "
+            "'workers']",
+        ),
+        (
+            {"ray.head.instance_group": "cpu"},
+            "ray.head.instance_group 'cpu' is not one of hyperpod.instance_groups ['head', 'workers']",
+        ),
+        ({"ray.worker_groups": '[{"gpus": 4}]'}, "ray.worker_groups[0].gpus=4 but ml.p5.48xlarge has 8 GPUs"),
+        (
+            {"ray.worker_groups": '[{"max_replicas": 8, "replicas": 8}]'},
+            "ray.worker_groups[0].max_replicas=8 exceeds the 4 nodes of instance group 'workers'",
+        ),
+        (
+            {"storage.capacity_gib": "3600"},
+            "storage.capacity_gib = '3600': PERSISTENT_2 file systems are 1200 GiB or a multiple of 2400 GiB",
+        ),
+        (
+            {"ray.image_uri": "rayproject/ray:2.59.0-py311-gpu"},
+            "ray.image_uri = 'rayproject/ray:2.59.0-py311-gpu': the image has Ray 2.59.0 but ray_version is "
+            "2.60.0",
+        ),
+        (
+            {"ray.image_uri": "example.com/ray:latest"},
+            "ray.image_uri = 'example.com/ray:latest': the tag must start with the Ray version",
+        ),
+        ({"storage.mode": "efs"}, "storage.mode = 'efs': Input should be 'static' or 'dynamic'"),
+    ],
+)
+def test_bad_ray_and_storage_input(context, expected):
+    problems = errors(context)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(expected), problems[0]
+
+
+def test_a_matching_image_tag_and_gpu_count_are_accepted():
+    config = load_config(
+        {"ray.image_uri": "rayproject/ray:2.60.0-py311-gpu", "ray.worker_groups": '[{"gpus": 8}]'}
+    )
+    assert config.worker_gpus(0) == 8
