@@ -23,9 +23,11 @@ def cdk_json_context() -> dict:
     return {**json.loads((REPO / "cdk.json").read_text())["context"], **cli_defaults}
 
 
-def synth_app(config: AppConfig, outdir: Path) -> tuple[AppStacks, cx_api.CloudAssembly]:
+def synth_app(
+    config: AppConfig, outdir: Path, extra_context: dict | None = None
+) -> tuple[AppStacks, cx_api.CloudAssembly]:
     """Build and synthesize the whole app with cdk-nag on: any unacknowledged finding raises here."""
-    app = cdk.App(context=cdk_json_context(), outdir=str(outdir))
+    app = cdk.App(context={**cdk_json_context(), **(extra_context or {})}, outdir=str(outdir))
     stacks = build_stacks(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
     return stacks, app.synth()

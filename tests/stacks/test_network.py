@@ -3,6 +3,9 @@
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from config import load_config
+from tests.conftest import synth_app
+
 
 @pytest.fixture(scope="module")
 def network(templates) -> Template:
@@ -57,5 +60,55 @@ def test_node_security_group_allows_efa_and_lustre_within_itself(network):
             "SecurityGroupEgress": [
                 {"CidrIp": "0.0.0.0/0", "IpProtocol": "-1", "Description": Match.any_value()}
             ],
+        },
+    )
+
+
+VPC_ID = "vpc-0123456789abcdef0"
+# What `cdk synth` caches in cdk.context.json after looking the VPC up with credentials.
+LOOKUP_KEY = (
+    f"vpc-provider:account=123456789012:filter.vpc-id={VPC_ID}:region=us-west-2:returnAsymmetricSubnets=true"
+)
+VPC_LOOKUP = {
+    LOOKUP_KEY: {
+        "vpcId": VPC_ID,
+        "vpcCidrBlock": "10.20.0.0/16",
+        "ownerAccountId": "123456789012",
+        "availabilityZones": [],
+        "subnetGroups": [
+            {
+                "name": kind,
+                "type": kind,
+                "subnets": [
+                    {
+                        "subnetId": f"subnet-0{kind.lower()[:3]}{az}000000000000",
+                        "cidr": f"10.20.{16 * i + (0 if kind == 'Private' else 8)}.0/21",
+                        "availabilityZone": f"us-west-2{az}",
+                        "routeTableId": f"rtb-0{kind.lower()[:3]}{az}00000000000",
+                    }
+                    for i, az in enumerate("ab")
+                ],
+            }
+            for kind in ("Public", "Private")
+        ],
+    }
+}
+
+
+def test_existing_vpc_is_imported_not_created(tmp_path):
+    config = load_config(
+        {"env.account": "123456789012", "env.region": "us-west-2", "network.existing_vpc_id": VPC_ID}
+    )
+    stacks, _ = synth_app(config, tmp_path, extra_context=VPC_LOOKUP)
+    network = Template.from_stack(stacks.network)
+    network.resource_count_is("AWS::EC2::VPC", 0)
+    network.has_resource_properties("AWS::EC2::FlowLog", {"ResourceId": VPC_ID})
+    eks = Template.from_stack(stacks.eks)
+    eks.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "ResourcesVpcConfig": Match.object_like(
+                {"SubnetIds": ["subnet-0pria000000000000", "subnet-0prib000000000000"]}
+            )
         },
     )
