@@ -13,7 +13,7 @@ OFFLINE := AWS_EC2_METADATA_DISABLED=true
 CDK := cdk --no-notices
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
-.PHONY: help deps deps-dev synth test lint diff snapshots imports manifests bench job-local submit deploy destroy clean
+.PHONY: help deps deps-dev synth test lint diff snapshots imports bench bench-recovery job-local submit deploy destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,8 +63,12 @@ imports: node_modules/.installed ## Regenerate the typed KubeRay classes from ..
 bench: deps-dev ## Synth-time benchmark (ratios against a one-cluster app measured in the same run)
 	$(OFFLINE) $(BIN)/python bench/synth.py
 
+bench-recovery: deps-dev ## Ray job recovery after a killed worker vs a cold start, in the same run (~3 min)
+	$(BIN)/python bench/recovery.py
+
 job-local: deps-dev ## Run the FSDP Ray job on a local Ray (CPU, 2 workers), storing under .ray_results/
-	$(JOB_LOCAL_COMMAND)
+	$(BIN)/python jobs/fsdp_ray/train.py --cpu --num-workers 2 --storage-path "$(CURDIR)/.ray_results" \
+		--max-steps 150 --checkpoint-every 25 $(ARGS)
 
 submit: deps-dev ## Submit the FSDP job to the deployed cluster (needs credentials and cdk-outputs.json)
 	bash jobs/submit.sh $(ARGS)

@@ -26,9 +26,7 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def save(
-    directory: str, model: nn.Module, optimizer: Optimizer, *, rank: int, state: dict[str, Any]
-) -> None:
+def save(directory: str, model: nn.Module, optimizer: Optimizer, *, rank: int, state: dict[str, Any]) -> None:
     """Collective: every rank must call it. `state` (step, loss, config) is written by rank 0 only."""
     model_sd, optim_sd = get_state_dict(model, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=directory)
@@ -62,7 +60,9 @@ def validate(directory: str) -> dict[str, Any]:
     shards = {p.name for p in path.glob("*.distcp")}
     expected = {f"__{r}_0.distcp" for r in range(state["world_size"])}
     if not expected <= shards:
-        raise CheckpointError(f"incomplete checkpoint {directory}: missing shards {sorted(expected - shards)}")
+        raise CheckpointError(
+            f"incomplete checkpoint {directory}: missing shards {sorted(expected - shards)}"
+        )
     return state
 
 

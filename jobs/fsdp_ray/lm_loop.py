@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lm_checkpoint
 import ray
 import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-import lm_checkpoint
 from lm_data import BatchSource, SyntheticBatches, TokenBlockBatches
 from lm_model import ModelConfig, TinyLM, lm_loss
+from torch import nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 
 @ray.remote(num_cpus=0)
@@ -83,15 +83,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         }
         t1 = time.perf_counter()
         if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
-            save_and_report(model, optimizer, cfg, rank, world, metrics)
+            save_and_report(
+                model=model, optimizer=optimizer, cfg=cfg, rank=rank, world=world, metrics=metrics
+            )
             progress.update(done, step_time, checkpoint_s=time.perf_counter() - t1, checkpoint_step=done)
         else:
             ray.train.report(metrics)
             progress.update(done, step_time)
         if rank == 0:
-            print(f"step {done}/{cfg.max_steps} loss={loss:.4f} tokens/s={metrics['tokens_per_s']:.0f} "
-                  f"step_time={step_time * 1000:.1f}ms", flush=True)
-    return {"final_loss": loss, "steps_completed": cfg.max_steps}
+            log(
+                f"step {done}/{cfg.max_steps} loss={loss:.4f} tokens/s={metrics['tokens_per_s']:.0f} "
+                f"step_time={step_time * 1000:.1f}ms"
+            )
+    return {"final_loss": loss, "steps_completed": max(start_step, cfg.max_steps)}
+
+
+def log(line: str) -> None:
+    """Writes to stdout directly: Ray Train's patched print() would log every line twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def build_model(cfg: ModelConfig, seed: int, device: torch.device, use_gpu: bool) -> nn.Module:
@@ -136,6 +146,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, rows: torch.T
 
 
 def save_and_report(
+    *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     cfg: LoopConfig,
@@ -158,16 +169,30 @@ class Progress:
 
     def __init__(self, directory: str | None, rank: int, start_step: int) -> None:
         self.path = Path(directory) / f"rank{rank}-pid{os.getpid()}.json" if directory else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         now = time.time()
         self.data: dict[str, Any] = {
-            "rank": rank, "pid": os.getpid(), "start_step": start_step, "step": start_step,
-            "checkpoint_step": None, "started_at": now, "first_step_at": None, "updated_at": now,
-            "step_times_s": [], "checkpoint_times_s": [],
+            "rank": rank,
+            "pid": os.getpid(),
+            "start_step": start_step,
+            "step": start_step,
+            "checkpoint_step": None,
+            "started_at": now,
+            "first_step_at": None,
+            "updated_at": now,
+            "step_times_s": [],
+            "checkpoint_times_s": [],
         }
         self._write()
 
     def update(
-        self, step: int, step_time: float, checkpoint_s: float | None = None, checkpoint_step: int | None = None
+        self,
+        step: int,
+        step_time: float,
+        *,
+        checkpoint_s: float | None = None,
+        checkpoint_step: int | None = None,
     ) -> None:
         if self.path is None:
             return
