@@ -4,7 +4,11 @@ Usage (from the repository root, run by path: importing the k8s_charts package n
     .venv/bin/python k8s_charts/regenerate_imports.py [CRD_DIR]    # default ../shared/kuberay-v1.7.0/crds
 
 Only the v1 version of the two CRDs we use is imported: v1alpha1 and RayService/RayCronJob would double
-the ~8 MB generated module and its import time for classes nothing may use.
+the generated module and its import time for classes nothing may use. For the same reason the RayJob's
+`rayClusterSpec` and `submitterPodTemplate` are left out of the typed classes: this app's RayJob always
+targets the existing RayCluster through `clusterSelector`, and those two fields (a second copy of the whole
+RayCluster and pod schemas) were more than half of the classes and of every synth's import time. Manifests
+are still validated against the complete CRDs in the tests.
 """
 
 import os
@@ -19,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CRDS = ROOT.parent / "shared" / "kuberay-v1.7.0" / "crds"
 CRD_FILES = ("ray.io_rayclusters.yaml", "ray.io_rayjobs.yaml")
+UNTYPED_FIELDS = {"RayJob": ("rayClusterSpec", "submitterPodTemplate")}
 API_VERSION = "v1"
 OUTPUT = ROOT / "k8s_charts" / "imports"
 
@@ -33,8 +38,15 @@ def v1_only(crd_dir: Path) -> list[dict]:
             crd["spec"]["versions"] = [v for v in crd["spec"]["versions"] if v["name"] == API_VERSION]
             if not crd["spec"]["versions"]:
                 raise SystemExit(f"{name}: no {API_VERSION} version")
+            _drop_untyped_fields(crd)
             crds.append(crd)
     return crds
+
+
+def _drop_untyped_fields(crd: dict) -> None:
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    for field in UNTYPED_FIELDS.get(crd["spec"]["names"]["kind"], ()):
+        del spec[field]
 
 
 def cdk8s_import(crd_file: Path, output: Path) -> None:
