@@ -5,7 +5,6 @@ import hashlib
 import importlib.util
 import json
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from stacks.components.hyperpod_dependencies import (
 )
 from stacks.eks import EksStack
 from stacks.network import NetworkStack
+from tests.cfn_lint import cfn_lint
 from tests.conftest import REPO, cdk_json_context
 
 HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
@@ -442,15 +442,7 @@ def test_cfn_lint_finds_nothing(synthesized):
     files = [
         synthesized[0].get_stack_by_name(name).template_full_path for name in ("GithubDeps", "LocalDeps")
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "cfnlint", "--format", "json", *files],
-        cwd=REPO,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    findings = json.loads(result.stdout or "[]")
+    findings = cfn_lint(files)
     assert findings == [], json.dumps(findings, indent=1)[:4000]
 
 
