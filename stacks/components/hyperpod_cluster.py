@@ -18,7 +18,7 @@ from config import HyperPodConfig, InstanceGroupConfig
 from config.hyperpod import Taint
 
 from ..nag import acknowledge, managed_policy
-from . import nag_resource
+from . import HANDLER_RUNTIME, nag_resource
 from .lifecycle_scripts import LifecycleScripts
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster"
@@ -131,20 +131,13 @@ class HyperPodCluster(Construct):
             ),
         )
         self._acknowledge_provider(provider, [on_event, is_complete])
-        for handler in (on_event, is_complete):
-            acknowledge(
-                handler,
-                "AwsSolutions-L1",
-                "Python 3.13 is the runtime this handler is reviewed and tested for; 3.14 is a deliberate, "
-                "separate upgrade (boto3 and standard library only, so expected to be a one-line change).",
-            )
         return provider
 
     def _handler(self, construct_id: str, entry_point: str, log_group: logs.ILogGroup) -> lambda_.Function:
         return lambda_.Function(
             self,
             construct_id,
-            runtime=lambda_.Runtime.PYTHON_3_13,
+            runtime=HANDLER_RUNTIME,
             code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["README.md", "__pycache__", "*.pyc"]),
             handler=entry_point,
             role=self.handler_role,

@@ -32,12 +32,11 @@ from config import ConfigError
 from config.hyperpod import DependencyChartConfig
 
 from ..nag import acknowledge, managed_policy
-from . import nag_resource
+from . import HANDLER_RUNTIME, nag_resource
 
 RELEASE = "hyperpod-dependencies"
 CONFIG_PATH = "hyperpod.dependency_chart"
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_chart_build"
-HANDLER_RUNTIME = lambda_.Runtime.PYTHON_3_14
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0  # Ubuntu 22.04 with git, curl, python3, zip, AWS CLI
 
 # The chart digest, as a shell pipeline run in the chart directory: sha256 over the `sha256sum` lines

@@ -279,7 +279,7 @@ def test_handlers(default: Synthesized) -> None:
     ]
     for handler in handlers.values():
         props = handler["Properties"]
-        assert props["Runtime"] in ("python3.12", "python3.13")
+        assert props["Runtime"] == "python3.14"
         assert 120 <= props["Timeout"] <= 300
         group = props["LoggingConfig"]["LogGroup"]["Ref"]
         assert default.raw["Resources"][group]["Properties"]["RetentionInDays"] == 30
