@@ -45,7 +45,9 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     storage = None
     if config.storage.mode == "static":
         storage = StorageStack(app, "Storage", config=config.storage, network=network, **name("storage"))
-    eks = EksStack(app, "Eks", config=config.eks, network=network, **name("eks"))
+    eks = EksStack(
+        app, "Eks", config=config.eks, network=network, cluster_name=f"{config.prefix}-eks", **name("eks")
+    )
     platform = PlatformStack(app, "Platform", config=config, eks_stack=eks, **name("platform"))
     hyperpod = HyperPodStack(app, "HyperPod", config=config, eks=eks, **name("hyperpod"))
     # HyperPod requires its dependency chart before the cluster is created; the chart stays until the

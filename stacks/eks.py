@@ -4,6 +4,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 from constructs import Construct
 
@@ -11,19 +12,28 @@ from config import EksConfig
 
 from .nag import acknowledge, managed_policy
 from .network import NetworkStack
+from .retention import retention
 
 
 class EksStack(cdk.Stack):
     """EKS cluster with encrypted secrets, full control-plane logging, managed add-ons and admin access."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: EksConfig, network: NetworkStack, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EksConfig,
+        network: NetworkStack,
+        cluster_name: str,
+        **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.node_security_group = network.node_security_group
         self.private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.compute_subnet = network.compute_subnet
-        self.cluster = self._cluster(config, network)
+        self.cluster = self._cluster(config, network, cluster_name)
+        self._control_plane_logs(config, cluster_name)
         self.addons = self._addons(config)
         for index, arn in enumerate(config.admin_principal_arns):
             self.cluster.grant_cluster_admin(f"Admin{index}", arn)
@@ -33,7 +43,7 @@ class EksStack(cdk.Stack):
         self._outputs()
         self._acknowledge_cdk_internals()
 
-    def _cluster(self, config: EksConfig, network: NetworkStack) -> eks.Cluster:
+    def _cluster(self, config: EksConfig, network: NetworkStack, cluster_name: str) -> eks.Cluster:
         secrets_key = kms.Key(
             self,
             "SecretsKey",
@@ -46,6 +56,8 @@ class EksStack(cdk.Stack):
             self,
             "Cluster",
             version=eks.KubernetesVersion.of(config.version),
+            # A fixed name, so that the control-plane log group below can exist before the cluster does.
+            cluster_name=cluster_name,
             vpc=network.vpc,
             vpc_subnets=[network.private_subnets],
             # HyperPod nodes share this group with the control plane: one self-referencing group gives EFA,
@@ -66,6 +78,21 @@ class EksStack(cdk.Stack):
                 private_subnets=self.private_subnets.subnets,
             ),
         )
+
+    def _control_plane_logs(self, config: EksConfig, cluster_name: str) -> None:
+        """Own the group EKS writes control-plane logs to: with retention, and deleted by `cdk destroy`.
+
+        Left to EKS, the group is created on first write, never expires and outlives the stack.
+        """
+        group = logs.LogGroup(
+            self,
+            "ControlPlaneLogs",
+            log_group_name=f"/aws/eks/{cluster_name}/cluster",
+            retention=retention(config.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        # Created before the cluster starts logging; deleted only after the cluster is gone.
+        self.cluster.node.default_child.node.add_dependency(group)
 
     def _addons(self, config: EksConfig) -> list[eks.Addon]:
         return [

@@ -68,7 +68,7 @@ def synthesized(
     config = load_config({})
     app = cdk.App(context=cdk_json_context(), outdir=str(tmp_path_factory.mktemp("cdk.out")))
     network = NetworkStack(app, "Network", config=config.network)
-    eks_stack = EksStack(app, "Eks", config=config.eks, network=network)
+    eks_stack = EksStack(app, "Eks", config=config.eks, network=network, cluster_name="test-eks")
     github = cdk.Stack(app, "GithubDeps")
     local = cdk.Stack(app, "LocalDeps")
     local_config = DependencyChartConfig(

@@ -90,7 +90,9 @@ class Synthesized:
         self.app = cdk.App(outdir=str(outdir), context=context)
         env = cdk.Environment(account=config.env.account, region=config.env.region)
         self.network = NetworkStack(self.app, "Network", config=config.network, env=env)
-        self.eks = EksStack(self.app, "Eks", config=config.eks, network=self.network, env=env)
+        self.eks = EksStack(
+            self.app, "Eks", config=config.eks, network=self.network, cluster_name="test-eks", env=env
+        )
         self.hyperpod = HyperPodStack(self.app, "HyperPod", config=config, eks=self.eks, env=env)
         cdk.Validations.of(self.app).add_plugins(cdk_nag.AwsSolutionsChecks())
         # Unacknowledged cdk-nag findings raise here.

@@ -97,3 +97,17 @@ def test_public_endpoint_admins_and_allow_list(tmp_path):
     (policy,) = entry["Properties"]["AccessPolicies"]
     assert policy["AccessScope"] == {"Type": "cluster"}
     assert "AmazonEKSClusterAdminPolicy" in json.dumps(policy["PolicyArn"])
+
+
+def test_control_plane_logs_go_to_a_group_the_stack_owns(eks):
+    """EKS would otherwise create the group itself, without retention, and leave it after destroy."""
+    (group_id,) = eks.find_resources(
+        "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/aws/eks/ray-hyperpod-eks/cluster"}}
+    )
+    eks.has_resource(
+        "AWS::Logs::LogGroup", {"Properties": {"RetentionInDays": 30}, "DeletionPolicy": "Delete"}
+    )
+    (cluster,) = eks.find_resources(
+        "AWS::EKS::Cluster", {"Properties": {"Name": "ray-hyperpod-eks"}}
+    ).values()
+    assert group_id in cluster["DependsOn"]
