@@ -44,9 +44,10 @@ synth: deps ## Synthesize every stack on the default config (offline) and summar
 test: deps-dev ## Run the whole test suite
 	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: deps-dev ## ruff and shellcheck-free lint of the Python code
+lint: deps-dev ## ruff (lint and format) on the Python code, shellcheck on the shell scripts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck --shell=bash lifecycle_scripts/*.sh jobs/*.sh .ci/run
 
 snapshots: synth ## Rewrite the committed template snapshots from cdk.out (review the git diff)
 	$(BIN)/python scripts/snapshots.py update cdk.out tests/snapshots
