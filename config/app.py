@@ -98,6 +98,12 @@ class AppConfig(Section):
             raise ValueError("\n".join(problems))
         return self
 
+    @property
+    def dynamic_fsx_tag(self) -> tuple[str, str]:
+        """The tag the CSI driver puts on file systems it creates for this deployment (dynamic storage);
+        teardown finds and deletes them by it."""
+        return ("ray-on-hyperpod/deployment", self.prefix)
+
     def worker_gpus(self, worker_index: int) -> int:
         """GPUs per pod of a worker group: configured, or the whole instance's."""
         worker = self.ray.worker_groups[worker_index]

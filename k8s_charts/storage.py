@@ -32,6 +32,8 @@ class DynamicFileSystem:
 
     subnet_id: str
     security_group_id: str
+    # Put on every file system the driver creates, so that teardown can find one the driver left behind.
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 class StorageChart(Chart):
@@ -112,6 +114,7 @@ def _storage_class(chart: Chart, storage: StorageConfig, fs: DynamicFileSystem) 
             "perUnitStorageThroughput": str(storage.throughput_per_tib),
             "dataCompressionType": storage.data_compression,
             "fileSystemTypeVersion": LUSTRE_VERSION,
+            **({"extraTags": ",".join(f"{key}={value}" for key, value in fs.tags)} if fs.tags else {}),
         },
         mount_options=MOUNT_OPTIONS,
         # Delete: the claim is the file system's only owner; Retain would orphan it after cdk destroy.

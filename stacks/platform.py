@@ -13,10 +13,12 @@ from constructs import Construct
 from config import AppConfig
 from k8s_charts.namespace import NamespaceChart
 
+from .components.fsx_cleanup import FsxCleanup
 from .components.hyperpod_dependencies import HyperPodDependencies
 from .eks import EksStack
 from .kubernetes import ChartDeployer
 from .nag import acknowledge
+from .retention import retention
 
 KUBERAY_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
 FSX_CSI_REPOSITORY = "https://kubernetes-sigs.github.io/aws-fsx-csi-driver"
@@ -73,6 +75,12 @@ class PlatformStack(cdk.Stack):
         _lint_irsa_condition(service_account)
         if config.storage.mode == "dynamic":
             self._grant_file_system_lifecycle(service_account.role)
+            cleanup = FsxCleanup(
+                self,
+                "FsxCleanup",
+                tag=config.dynamic_fsx_tag,
+                log_retention=retention(config.eks.log_retention_days),
+            )
         driver = eks.HelmChart(
             self,
             "FsxCsiDriver",
@@ -87,6 +95,10 @@ class PlatformStack(cdk.Stack):
         )
         # The controller must start with its IRSA-annotated account; on destroy the driver goes first.
         driver.node.add_dependency(service_account)
+        if config.storage.mode == "dynamic":
+            # Deleted after the driver: catches a file system whose asynchronous deletion the driver had not
+            # started or finished when it was removed (the most common thing left behind by teardown).
+            driver.node.add_dependency(cleanup)
         return driver
 
     def _grant_file_system_lifecycle(self, role: iam.IRole) -> None:

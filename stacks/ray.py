@@ -68,6 +68,7 @@ class RayStack(cdk.Stack):
         dynamic = DynamicFileSystem(
             subnet_id=eks_stack.compute_subnet.subnet_id,
             security_group_id=eks_stack.node_security_group.security_group_id,
+            tags=(config.dynamic_fsx_tag,),
         )
         return StorageChart(
             k8s, "fsx-storage", storage=config.storage, namespace=config.ray.namespace, dynamic=dynamic

@@ -8,9 +8,10 @@ import pytest
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
+from config import load_config
 from scripts.snapshots import mask, render
 from tests.cfn_lint import cfn_lint
-from tests.conftest import REPO
+from tests.conftest import REPO, synth_app
 
 SNAPSHOTS = REPO / "tests/snapshots"
 
@@ -58,3 +59,19 @@ def test_templates_match_snapshots(assembly):
         assert render(mask(stack.template)) == snapshot.read_text(), (
             f"{stack.id} differs from {snapshot.relative_to(REPO)}: run `make snapshots` and review the diff"
         )
+
+
+def test_the_other_modes_pass_cfn_lint_and_cdk_nag(tmp_path):
+    """Dynamic storage, a RayJob, autoscaling and public endpoint: different resources, same checks."""
+    config = load_config(
+        {
+            "storage.mode": "dynamic",
+            "ray.job.enabled": "true",
+            "ray.autoscaling.enabled": "true",
+            "eks.endpoint_access": "public_and_private",
+            "eks.public_access_cidrs": '["198.51.100.0/24"]',
+        }
+    )
+    _, variant = synth_app(config, tmp_path)  # raises on any open cdk-nag finding
+    findings = cfn_lint(Path(stack.template_full_path) for stack in variant.stacks)
+    assert findings == [], json.dumps(findings, indent=1)[:4000]

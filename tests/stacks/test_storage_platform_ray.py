@@ -152,3 +152,39 @@ def test_ray_cluster_version_matches_the_image(default_app, default_config):
     assert cluster["spec"]["rayVersion"] == default_config.ray.ray_version
     dockerfile = (Path(__file__).resolve().parents[2] / "docker/ray/Dockerfile").read_text()
     assert "FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-gpu" in dockerfile
+
+
+def test_dynamic_file_systems_carry_the_deployment_tag_that_teardown_deletes_by(dynamic_app):
+    stacks, _ = dynamic_app
+    (storage_class,) = [o for o in _all_k8s_objects(stacks) if o["kind"] == "StorageClass"]
+    assert storage_class["parameters"]["extraTags"] == "ray-on-hyperpod/deployment=ray-hyperpod"
+    platform = Template.from_stack(stacks.platform)
+    platform.has_resource_properties(
+        "Custom::FsxCleanup", {"TagKey": "ray-on-hyperpod/deployment", "TagValue": "ray-hyperpod"}
+    )
+    # Only file systems with that tag can be deleted by the cleanup role.
+    platform.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": "fsx:DeleteFileSystem",
+                                "Condition": {
+                                    "StringEquals": {
+                                        "aws:ResourceTag/ray-on-hyperpod/deployment": "ray-hyperpod"
+                                    }
+                                },
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_static_mode_has_no_cleanup_resource(templates):
+    Template.from_json(templates["Platform"]).resource_count_is("Custom::FsxCleanup", 0)

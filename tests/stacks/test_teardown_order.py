@@ -112,6 +112,12 @@ def test_deleted_before(request, graph_fixture, first, later, why):
     assert a not in g.depends_on(b), f"cycle between {a} and {b}"
 
 
+def test_dynamic_file_systems_are_swept_after_the_csi_driver_and_the_claim(dynamic_graph):
+    sweep = dynamic_graph.find(of_type("Custom::FsxCleanup"))
+    for first in (helm("aws-fsx-csi-driver"), manifest_of("PersistentVolumeClaim")):
+        assert sweep in dynamic_graph.depends_on(dynamic_graph.find(first))
+
+
 def test_ray_job_goes_before_its_cluster(dynamic_graph):
     job, cluster = dynamic_graph.find(manifest_of("RayJob")), dynamic_graph.find(manifest_of("RayCluster"))
     assert cluster in dynamic_graph.depends_on(job)
