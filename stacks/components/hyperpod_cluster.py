@@ -8,18 +8,16 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import custom_resources as cr
 from constructs import Construct, IDependable
 
 from config import HyperPodConfig, InstanceGroupConfig
 from config.hyperpod import Taint
 
-from ..nag import acknowledge, managed_policy
-from . import HANDLER_RUNTIME, nag_resource
+from ..nag import acknowledge
+from . import nag_resource
 from .lifecycle_scripts import LifecycleScripts
+from .polling_provider import PollingProvider
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster"
 RESOURCE_TYPE = "Custom::HyperPodCluster"
@@ -77,7 +75,16 @@ class HyperPodCluster(Construct):
             on_create=lifecycle.on_create,
         )
         self.handler_role = self._handler_role(config, eks_cluster, execution_role)
-        provider = self._provider(log_retention)
+        provider = PollingProvider(
+            self,
+            "Provider",
+            handler_dir=HANDLER_DIR,
+            role=self.handler_role,
+            query_interval=QUERY_INTERVAL,
+            total_timeout=TOTAL_TIMEOUT,
+            handler_timeout=HANDLER_TIMEOUT,
+            log_retention=log_retention,
+        )
         self.resource = cdk.CustomResource(
             self,
             "Resource",
@@ -109,50 +116,6 @@ class HyperPodCluster(Construct):
         self._acknowledge_handler_role(role, eks_cluster)
         return role
 
-    def _provider(self, log_retention: logs.RetentionDays) -> cr.Provider:
-        handler_logs = self._log_group("HandlerLogs", log_retention)
-        handler_logs.grant_write(self.handler_role)
-        on_event, is_complete = (self._handler(name, entry, handler_logs) for name, entry in _ENTRY_POINTS)
-        provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=on_event,
-            is_complete_handler=is_complete,
-            query_interval=QUERY_INTERVAL,
-            total_timeout=TOTAL_TIMEOUT,
-            log_group=self._log_group("ProviderLogs", log_retention),
-            # CDK leaves the waiter's logging off unless asked (its default is disabled).
-            disable_waiter_state_machine_logging=False,
-            waiter_state_machine_log_options=cr.LogOptions(
-                destination=self._log_group("WaiterLogs", log_retention),
-                level=sfn.LogLevel.ALL,
-                # The execution data would repeat the whole cluster request in every log line.
-                include_execution_data=False,
-            ),
-        )
-        self._acknowledge_provider(provider, [on_event, is_complete])
-        return provider
-
-    def _handler(self, construct_id: str, entry_point: str, log_group: logs.ILogGroup) -> lambda_.Function:
-        return lambda_.Function(
-            self,
-            construct_id,
-            runtime=HANDLER_RUNTIME,
-            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["README.md", "__pycache__", "*.pyc"]),
-            handler=entry_point,
-            role=self.handler_role,
-            timeout=HANDLER_TIMEOUT,
-            memory_size=256,
-            # Both entry points in one group: one request's story (on_event, then every poll) reads in order.
-            log_group=log_group,
-            description=f"HyperPod cluster custom resource: {entry_point}",
-        )
-
-    def _log_group(self, construct_id: str, retention: logs.RetentionDays) -> logs.LogGroup:
-        return logs.LogGroup(
-            self, construct_id, retention=retention, removal_policy=cdk.RemovalPolicy.DESTROY
-        )
-
     def _acknowledge_handler_role(self, role: iam.Role, eks_cluster: eks.ICluster) -> None:
         acknowledge(
             role,
@@ -165,42 +128,6 @@ class HyperPodCluster(Construct):
             nag_resource(self, _access_entries(self._stack, eks_cluster)),
             "Resource::*",
         )
-
-    def _acknowledge_provider(self, provider: cr.Provider, handlers: list[lambda_.Function]) -> None:
-        acknowledge(
-            provider,
-            "AwsSolutions-IAM4",
-            "CDK's custom resource provider framework functions log through the AWS managed Lambda logging "
-            "policy that CDK attaches to their roles.",
-            managed_policy("service-role/AWSLambdaBasicExecutionRole"),
-        )
-        framework = [provider.node.find_child(f"framework-{name}") for name in FRAMEWORK_FUNCTIONS]
-        invoked = [f"{nag_resource(self, function.function_arn)}:*" for function in [*handlers, *framework]]
-        acknowledge(
-            provider,
-            "AwsSolutions-IAM5",
-            "The provider framework and its waiter invoke any version (<arn>:*) of this construct's own "
-            "handler and framework functions, nothing else. CloudWatch Logs' log-delivery actions, which "
-            "the waiter state machine needs to log, support no resource-level permissions (*).",
-            *invoked,
-            "Resource::*",
-        )
-        acknowledge(
-            provider,
-            "AwsSolutions-L1",
-            "CDK pins the provider framework's runtime to the Node.js version its framework code is "
-            "built for.",
-        )
-        acknowledge(
-            provider,
-            "AwsSolutions-SF2",
-            "The provider's waiter state machine only polls this construct's is_complete handler; CDK "
-            "exposes no X-Ray setting for it, and the handlers' JSON logs already trace every request.",
-        )
-
-
-_ENTRY_POINTS = (("OnEventHandler", "index.on_event"), ("IsCompleteHandler", "index.is_complete"))
-FRAMEWORK_FUNCTIONS = ("onEvent", "isComplete", "onTimeout")  # construct ids inside cr.Provider
 
 
 def _handler_statements(

@@ -20,19 +20,17 @@ from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from config import ConfigError
 from config.hyperpod import DependencyChartConfig
 
 from ..nag import acknowledge, managed_policy
-from . import HANDLER_RUNTIME, nag_resource
+from . import nag_resource
+from .polling_provider import PollingProvider
 
 RELEASE = "hyperpod-dependencies"
 CONFIG_PATH = "hyperpod.dependency_chart"
@@ -364,27 +362,23 @@ class ChartBuild(Construct):
         return project
 
     def _run_build(self, log_retention: logs.RetentionDays) -> cdk.CustomResource:
-        on_event = self._handler("OnEvent", "index.on_event", "codebuild:StartBuild", log_retention)
-        is_complete = self._handler(
-            "IsComplete", "index.is_complete", "codebuild:BatchGetBuilds", log_retention
-        )
-        provider = cr.Provider(
+        provider = PollingProvider(
             self,
-            "Provider",
-            on_event_handler=on_event,
-            is_complete_handler=is_complete,
+            "Runner",
+            handler_dir=HANDLER_DIR,
+            statements=[
+                iam.PolicyStatement(
+                    actions=["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
+                    resources=[self.project.project_arn],
+                )
+            ],
             query_interval=cdk.Duration.seconds(20),
             # Below CloudFormation's one-hour custom resource limit; the build itself stops at 30 minutes
             # (queued plus running).
             total_timeout=cdk.Duration.minutes(40),
-            log_group=self._log_group("ProviderLogs", log_retention),
-            # The framework disables the waiter's logging unless told otherwise, even with log options.
-            disable_waiter_state_machine_logging=False,
-            waiter_state_machine_log_options=cr.LogOptions(
-                destination=self._log_group("WaiterLogs", log_retention), level=sfn.LogLevel.ALL
-            ),
+            handler_timeout=cdk.Duration.seconds(60),
+            log_retention=log_retention,
         )
-        self._acknowledge_provider(provider, on_event, is_complete)
         return cdk.CustomResource(
             self,
             "Resource",
@@ -395,24 +389,6 @@ class ChartBuild(Construct):
                 "ChartAssetURL": self.bucket.s3_url_for_object(self.object_key),
             },
         )
-
-    def _handler(
-        self, name: str, entry: str, action: str, log_retention: logs.RetentionDays
-    ) -> lambda_.Function:
-        function = lambda_.Function(
-            self,
-            name,
-            runtime=HANDLER_RUNTIME,
-            handler=entry,
-            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__"]),
-            timeout=cdk.Duration.seconds(60),
-            memory_size=256,
-            log_group=self._log_group(f"{name}Logs", log_retention),
-        )
-        function.add_to_role_policy(
-            iam.PolicyStatement(actions=[action], resources=[self.project.project_arn])
-        )
-        return function
 
     def _log_group(self, name: str, retention: logs.RetentionDays) -> logs.LogGroup:
         return logs.LogGroup(self, name, retention=retention, removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -447,37 +423,4 @@ class ChartBuild(Construct):
             nag_resource(self, default_logs),
             "Action::kms:GenerateDataKey*",
             "Action::kms:ReEncrypt*",
-        )
-
-    def _acknowledge_provider(
-        self, provider: cr.Provider, on_event: lambda_.Function, is_complete: lambda_.Function
-    ) -> None:
-        framework = [
-            provider.node.find_child(name)
-            for name in ("framework-onEvent", "framework-isComplete", "framework-onTimeout")
-        ]
-        user_functions = [
-            nag_resource(self, f"{function.function_arn}:*") for function in (on_event, is_complete)
-        ]
-        for function in framework:
-            acknowledge(
-                function,
-                "AwsSolutions-IAM5",
-                "The provider framework invokes any version of the two handlers (<arn>:*), nothing else.",
-                *user_functions,
-            )
-        waiter = provider.node.find_child("waiter-state-machine")
-        acknowledge(
-            waiter,
-            "AwsSolutions-IAM5",
-            "The waiter invokes any version of the framework's isComplete and onTimeout functions (<arn>:*); "
-            "Step Functions log delivery (logs:CreateLogDelivery and related) only accepts Resource *.",
-            *(nag_resource(self, f"{function.function_arn}:*") for function in framework[1:]),
-            "Resource::*",
-        )
-        acknowledge(
-            waiter,
-            "AwsSolutions-SF2",
-            "The provider framework's waiter is one retried task calling a Lambda function; the Provider API "
-            "offers no X-Ray setting, and its executions are logged at level ALL.",
         )

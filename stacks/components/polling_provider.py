@@ -20,10 +20,12 @@ from ..nag import acknowledge, managed_policy
 from . import HANDLER_RUNTIME, nag_resource
 
 FRAMEWORK_FUNCTIONS = ("framework-onEvent", "framework-isComplete", "framework-onTimeout")
+DEFAULT_HANDLER_TIMEOUT = cdk.Duration.minutes(2)
 
 
 class PollingProvider(Construct):
-    """`index.on_event` / `index.is_complete` from `handler_dir`, both with `statements` on one role."""
+    """`index.on_event` / `index.is_complete` from `handler_dir`, both running as one role: `role`, or a new
+    one holding `statements`."""
 
     def __init__(
         self,
@@ -31,14 +33,18 @@ class PollingProvider(Construct):
         construct_id: str,
         *,
         handler_dir: Path,
-        statements: Sequence[iam.PolicyStatement],
         query_interval: cdk.Duration,
         total_timeout: cdk.Duration,
         log_retention: logs.RetentionDays,
+        statements: Sequence[iam.PolicyStatement] = (),
+        role: iam.Role | None = None,
+        handler_timeout: cdk.Duration = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
         super().__init__(scope, construct_id)
         self._retention = log_retention
-        self.role = iam.Role(self, "HandlerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        self.role = role or iam.Role(
+            self, "HandlerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
+        )
         for statement in statements:
             self.role.add_to_policy(statement)
         handler_logs = self._log_group("HandlerLogs")
@@ -51,8 +57,9 @@ class PollingProvider(Construct):
                 code=lambda_.Code.from_asset(str(handler_dir), exclude=["README.md", "__pycache__", "*.pyc"]),
                 handler=entry,
                 role=self.role,
-                timeout=cdk.Duration.minutes(2),
+                timeout=handler_timeout,
                 memory_size=256,
+                # Both entry points in one group: a request's story (on_event, then each poll) reads in order.
                 log_group=handler_logs,
             )
             for name, entry in (("OnEvent", "index.on_event"), ("IsComplete", "index.is_complete"))
