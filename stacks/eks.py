@@ -29,6 +29,7 @@ class EksStack(cdk.Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.cluster_name = cluster_name  # fixed from config: other stacks may name it without a reference
         self.node_security_group = network.node_security_group
         self.private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.compute_subnet = network.compute_subnet

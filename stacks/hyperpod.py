@@ -41,6 +41,7 @@ class HyperPodStack(cdk.Stack):
             config=config.hyperpod,
             tags=config.tags,
             eks_cluster=eks.cluster,
+            eks_cluster_name=eks.cluster_name,
             security_group=eks.node_security_group,
             subnets=subnets,
             execution_role=execution_role.role,

@@ -29,7 +29,6 @@ TOTAL_TIMEOUT = cdk.Duration.minutes(55)
 HANDLER_TIMEOUT = cdk.Duration.minutes(5)
 HYPERPOD_SERVICE = "hyperpod.sagemaker.amazonaws.com"
 HYPERPOD_SERVICE_LINKED_ROLE = "AWSServiceRoleForSageMakerHyperPod"
-CLUSTER_NAME_OUTPUT = "ClusterName"  # EksStack's output; added if a stack lacks it, see _local_name
 CLUSTER_ACTIONS = [
     "sagemaker:CreateCluster",
     "sagemaker:DescribeCluster",
@@ -56,6 +55,7 @@ class HyperPodCluster(Construct):
         config: HyperPodConfig,
         tags: Mapping[str, str],
         eks_cluster: eks.ICluster,
+        eks_cluster_name: str,
         security_group: ec2.ISecurityGroup,
         subnets: Sequence[ec2.ISubnet],
         execution_role: iam.IRole,
@@ -74,7 +74,7 @@ class HyperPodCluster(Construct):
             source_s3_uri=lifecycle.source_s3_uri,
             on_create=lifecycle.on_create,
         )
-        self.handler_role = self._handler_role(config, eks_cluster, execution_role)
+        self.handler_role = self._handler_role(config, eks_cluster, eks_cluster_name, execution_role)
         provider = PollingProvider(
             self,
             "Provider",
@@ -102,7 +102,11 @@ class HyperPodCluster(Construct):
         self.cluster_name = self.resource.get_att_string("ClusterName")
 
     def _handler_role(
-        self, config: HyperPodConfig, eks_cluster: eks.ICluster, execution_role: iam.IRole
+        self,
+        config: HyperPodConfig,
+        eks_cluster: eks.ICluster,
+        eks_cluster_name: str,
+        execution_role: iam.IRole,
     ) -> iam.Role:
         role = iam.Role(
             self,
@@ -110,13 +114,13 @@ class HyperPodCluster(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Creates, updates and deletes one HyperPod cluster for CloudFormation",
         )
-        statements = _handler_statements(self._stack, config, eks_cluster, execution_role)
+        statements = _handler_statements(self._stack, config, eks_cluster, eks_cluster_name, execution_role)
         for statement in statements:
             role.add_to_policy(statement)
-        self._acknowledge_handler_role(role, eks_cluster)
+        self._acknowledge_handler_role(role, eks_cluster_name)
         return role
 
-    def _acknowledge_handler_role(self, role: iam.Role, eks_cluster: eks.ICluster) -> None:
+    def _acknowledge_handler_role(self, role: iam.Role, eks_cluster_name: str) -> None:
         acknowledge(
             role,
             "AwsSolutions-IAM5",
@@ -125,13 +129,17 @@ class HyperPodCluster(Construct):
             "Access entries get EKS-generated ids; they are limited to this EKS cluster's entries. "
             "ec2:Describe* supports no resource-level permissions.",
             nag_resource(self, _sagemaker_clusters(self._stack)),
-            nag_resource(self, _access_entries(self._stack, eks_cluster)),
+            nag_resource(self, _access_entries(self._stack, eks_cluster_name)),
             "Resource::*",
         )
 
 
 def _handler_statements(
-    stack: cdk.Stack, config: HyperPodConfig, eks_cluster: eks.ICluster, execution_role: iam.IRole
+    stack: cdk.Stack,
+    config: HyperPodConfig,
+    eks_cluster: eks.ICluster,
+    eks_cluster_name: str,
+    execution_role: iam.IRole,
 ) -> list[iam.PolicyStatement]:
     statements = [
         iam.PolicyStatement(sid="Cluster", actions=CLUSTER_ACTIONS, resources=[_sagemaker_clusters(stack)]),
@@ -149,7 +157,7 @@ def _handler_statements(
         iam.PolicyStatement(
             sid="EksAccessEntries",
             actions=ACCESS_ENTRY_ACTIONS,
-            resources=[_access_entries(stack, eks_cluster)],
+            resources=[_access_entries(stack, eks_cluster_name)],
         ),
         iam.PolicyStatement(sid="DescribeNetwork", actions=EC2_DESCRIBE_ACTIONS, resources=["*"]),
         # The first cluster in an account creates HyperPod's service-linked role.
@@ -184,28 +192,10 @@ def _sagemaker_clusters(stack: cdk.Stack) -> str:
     return stack.format_arn(service="sagemaker", resource="cluster", resource_name="*")
 
 
-def _access_entries(stack: cdk.Stack, eks_cluster: eks.ICluster) -> str:
-    # arn:...:access-entry/<cluster name>/<principal type>/<account>/<principal name>/<uuid>
-    return stack.format_arn(
-        service="eks", resource="access-entry", resource_name=f"{_local_name(stack, eks_cluster)}/*"
-    )
-
-
-def _local_name(stack: cdk.Stack, eks_cluster: eks.ICluster) -> str:
-    """The EKS cluster's name, as an intrinsic that already resolves when the cluster is in another stack.
-
-    CDK turns an implicit cross-stack reference into its intrinsic only at synthesis, after cdk-nag
-    acknowledgments are written. An explicit output read with Fn::GetStackOutput (the app's weak-reference
-    style, no export lock) resolves now, so the access-entry finding can be derived instead of hand-written.
-    """
-    owner = cdk.Stack.of(eks_cluster)
-    if owner is stack:
-        return eks_cluster.cluster_name
-    output = owner.node.try_find_child(CLUSTER_NAME_OUTPUT) or cdk.CfnOutput(
-        owner, CLUSTER_NAME_OUTPUT, value=eks_cluster.cluster_name, description="Read by the HyperPod stack"
-    )
-    stack.add_stack_dependency(owner, reason="the handler role names the EKS cluster's access entries")
-    return cdk.Fn.get_stack_output(owner.stack_name, owner.get_logical_id(output))
+def _access_entries(stack: cdk.Stack, eks_cluster_name: str) -> str:
+    # arn:...:access-entry/<cluster name>/<principal type>/<account>/<principal name>/<uuid>. The name is the
+    # fixed one from config, not a cross-stack token, so the cdk-nag finding can be derived from it.
+    return stack.format_arn(service="eks", resource="access-entry", resource_name=f"{eks_cluster_name}/*")
 
 
 def cluster_request(

@@ -340,9 +340,9 @@ def test_handler_role_covers_eks_access_entries(default: Synthesized) -> None:
     assert _exported(default.eks_outputs, eks_cluster["Resource"]) == {"Fn::GetAtt": [cluster, "Arn"]}
     # access-entry/<this EKS cluster's name>/*: only its own cluster's entries.
     parts = statements["EksAccessEntries"]["Resource"]["Fn::Join"][1]
-    assert parts[-3] == ":access-entry/"
-    assert parts[-1] == "/*"
-    assert _exported(default.eks_outputs, parts[-2]) == {"Ref": cluster}
+    assert parts[-1] == f":access-entry/{default.eks.cluster_name}/*"
+    clusters = _template(default.assembly, "Eks")["Resources"]
+    assert clusters[cluster]["Properties"]["Name"] == default.eks.cluster_name
     assert statements["HyperPodServiceLinkedRole"]["Condition"] == {
         "StringEquals": {"iam:AWSServiceName": "hyperpod.sagemaker.amazonaws.com"}
     }
