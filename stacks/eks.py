@@ -3,13 +3,13 @@
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 from constructs import Construct
 
 from config import EksConfig
 
+from .components import encryption_key
 from .nag import acknowledge, managed_policy
 from .network import NetworkStack
 from .retention import retention
@@ -45,14 +45,7 @@ class EksStack(cdk.Stack):
         self._acknowledge_cdk_internals()
 
     def _cluster(self, config: EksConfig, network: NetworkStack, cluster_name: str) -> eks.Cluster:
-        secrets_key = kms.Key(
-            self,
-            "SecretsKey",
-            description="Envelope encryption of Kubernetes secrets",
-            enable_key_rotation=True,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            pending_window=cdk.Duration.days(7),
-        )
+        secrets_key = encryption_key(self, "SecretsKey", "Envelope encryption of Kubernetes secrets")
         return eks.Cluster(
             self,
             "Cluster",

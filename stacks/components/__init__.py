@@ -5,12 +5,28 @@ from collections.abc import Callable
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from constructs import IConstruct
+from constructs import Construct, IConstruct
 
 # The one runtime of this app's own handlers (lambda/): the latest Python, as cdk-nag's L1 asks, so that a
 # runtime upgrade is a one-line change here and the handlers never drift apart.
 HANDLER_RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+def encryption_key(scope: Construct, construct_id: str, description: str) -> kms.Key:
+    """A customer-managed key with yearly rotation that `cdk destroy` schedules for deletion.
+
+    7 days is KMS's shortest waiting period: the key (and what it encrypted) is gone soon after the stack.
+    """
+    return kms.Key(
+        scope,
+        construct_id,
+        description=description,
+        enable_key_rotation=True,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+        pending_window=cdk.Duration.days(7),
+    )
 
 
 def nag_resource(scope: IConstruct, value: str) -> str:

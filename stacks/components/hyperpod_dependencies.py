@@ -19,7 +19,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -29,7 +28,7 @@ from config import ConfigError
 from config.hyperpod import DependencyChartConfig
 
 from ..nag import acknowledge, managed_policy
-from . import nag_resource
+from . import encryption_key, nag_resource
 from .polling_provider import PollingProvider
 
 RELEASE = "hyperpod-dependencies"
@@ -284,13 +283,8 @@ class ChartBuild(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.object_key = chart_object_key(config)
-        self.key = kms.Key(
-            self,
-            "Key",
-            description="HyperPod dependency chart: build artifacts and the packaged chart",
-            enable_key_rotation=True,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            pending_window=cdk.Duration.days(7),
+        self.key = encryption_key(
+            self, "Key", "HyperPod dependency chart: build artifacts and the packaged chart"
         )
         self.bucket = self._bucket()
         self.project = self._project(build_phases(config), log_retention)
