@@ -35,11 +35,6 @@ def load_config(context: Mapping[str, Any], file_values: Mapping[str, Any] | Non
         raise ConfigError(_describe(error)) from None
 
 
-def app_context_keys(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The context entries that configure this app (everything that is not CDK's own)."""
-    return {key: value for key, value in context.items() if _is_app_key(key)}
-
-
 def _is_app_key(key: str) -> bool:
     return key != CONFIG_FILE_KEY and ":" not in key and not key.startswith(_CDK_KEY_PREFIXES)
 
