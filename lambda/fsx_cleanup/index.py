@@ -1,70 +1,113 @@
-"""Custom resource that deletes, on stack deletion, every FSx file system the CSI driver created for this app.
+"""CloudFormation custom resource that deletes this app's CSI-created FSx file systems, for the CDK Provider
+framework.
 
 Dynamically provisioned file systems are created by the FSx CSI driver, outside CloudFormation. Deleting the
 PVC asks the driver to delete its file system, but asynchronously: if the driver is removed first, the file
-system is orphaned. This resource is deleted after the driver (the driver depends on it), finds the file
-systems by the tag the StorageClass puts on them, deletes them and waits until they are gone.
+system is orphaned. This resource is deleted after the driver (the driver depends on it).
 
-Create and Update do nothing. boto3 and the standard library only.
+- Create and Update make no call.
+- Delete finds the file systems by the tag the StorageClass puts on them (`TagKey`=`TagValue`) and asks FSx
+  to delete each one not already deleting; `is_complete` asks again on every poll (a late PVC may have
+  created one meanwhile) and is done when none is left.
+- The physical id is the fixed `fsx-cleanup`: the resource owns no single AWS object.
+
+Both entry points are stateless: each poll lists the tagged file systems afresh. boto3 and the standard
+library only.
 """
 
+from __future__ import annotations
+
+import functools
 import json
-from functools import cache
-from typing import Any
+import sys
+from typing import Any, Literal, NotRequired, TypedDict
 
 import boto3
 from botocore.config import Config
+from fsx_selection import tagged, to_delete
 
-TAG_KEY = "TagKey"
-TAG_VALUE = "TagValue"
 PHYSICAL_ID = "fsx-cleanup"
+# Standard mode retries throttling and transient errors with backoff; each invocation stays short,
+# since the framework polls again anyway.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=30)
+
+# Ids logged as remaining per request, so a warm container logs changes, not every poll.
+_last_remaining: dict[str, list[str]] = {}
 
 
-@cache
+class Properties(TypedDict):
+    """The resource's properties, as the construct sets them (CloudFormation adds ServiceToken)."""
+
+    ServiceToken: str
+    TagKey: str
+    TagValue: str
+
+
+class Event(TypedDict):
+    """A custom-resource request as the Provider framework passes it on (powertools'
+    `CloudFormationCustomResourceEvent`); `is_complete` also gets `on_event`'s `PhysicalResourceId`."""
+
+    RequestType: Literal["Create", "Update", "Delete"]
+    ServiceToken: str
+    ResponseURL: str
+    StackId: str
+    RequestId: str
+    LogicalResourceId: str
+    ResourceType: str
+    ResourceProperties: Properties
+    OldResourceProperties: NotRequired[Properties]
+    PhysicalResourceId: NotRequired[str]
+
+
+@functools.cache
 def _client() -> Any:
-    return boto3.client("fsx", config=Config(retries={"mode": "standard", "max_attempts": 8}))
+    """The FSx client, created on first use; tests replace this function with a stubbed client."""
+    return boto3.client("fsx", config=CLIENT_CONFIG)
 
 
-def _log(**fields: Any) -> None:
-    print(json.dumps(fields, sort_keys=True), flush=True)
-
-
-def _tag(event: dict) -> tuple[str, str]:
-    props = event["ResourceProperties"]
-    return props[TAG_KEY], props[TAG_VALUE]
-
-
-def tagged_file_systems(key: str, value: str) -> list[dict]:
-    """Every file system (any lifecycle) carrying tag key=value."""
-    found = []
-    for page in _client().get_paginator("describe_file_systems").paginate():
-        for fs in page["FileSystems"]:
-            if {"Key": key, "Value": value} in fs.get("Tags", []):
-                found.append(fs)
-    return found
-
-
-def delete_remaining(key: str, value: str) -> list[str]:
-    """Ask FSx to delete every tagged file system not already deleting; the ids still present."""
-    remaining = tagged_file_systems(key, value)
-    for fs in remaining:
-        # FAILED file systems can be deleted too; DELETING ones are on their way.
-        if fs["Lifecycle"] != "DELETING":
-            _client().delete_file_system(FileSystemId=fs["FileSystemId"])
-            _log(action="delete", file_system=fs["FileSystemId"], lifecycle=fs["Lifecycle"])
-    return [fs["FileSystemId"] for fs in remaining]
-
-
-def on_event(event: dict, context: Any) -> dict:
+def on_event(event: Event, context: Any) -> dict[str, Any]:
+    """Delete asks FSx to delete every tagged file system; Create and Update make no call."""
     if event["RequestType"] == "Delete":
-        delete_remaining(*_tag(event))
+        _delete_remaining(event)
     return {"PhysicalResourceId": event.get("PhysicalResourceId", PHYSICAL_ID)}
 
 
-def is_complete(event: dict, context: Any) -> dict:
+def is_complete(event: Event, context: Any) -> dict[str, Any]:
+    """Done once no tagged file system is left; Create and Update are done at once."""
     if event["RequestType"] != "Delete":
         return {"IsComplete": True}
     # Deleting again catches a file system a late PVC created while the first ones were going.
-    remaining = delete_remaining(*_tag(event))
-    _log(action="wait", remaining=remaining)
+    remaining = _delete_remaining(event)
+    if _last_remaining.get(event["RequestId"]) != remaining:
+        _last_remaining[event["RequestId"]] = remaining
+        _log("waiting" if remaining else "deleted", event, remaining=remaining)
     return {"IsComplete": not remaining}
+
+
+def _delete_remaining(event: Event) -> list[str]:
+    """Ask FSx to delete every tagged file system not already deleting; the ids still present."""
+    props = event["ResourceProperties"]
+    remaining = tagged(_file_systems(), props["TagKey"], props["TagValue"])
+    for fs in to_delete(remaining):
+        _client().delete_file_system(FileSystemId=fs["FileSystemId"])
+        _log("delete_requested", event, fileSystem=fs["FileSystemId"], lifecycle=fs["Lifecycle"])
+    return [fs["FileSystemId"] for fs in remaining]
+
+
+def _file_systems() -> list[dict[str, Any]]:
+    """Every file system in the account and region, in any lifecycle."""
+    pages = _client().get_paginator("describe_file_systems").paginate()
+    return [fs for page in pages for fs in page["FileSystems"]]
+
+
+def _log(action: str, event: Event, **fields: Any) -> None:
+    """One JSON line per state change: identifiers and lifecycles only, never the event."""
+    record = {
+        "action": action,
+        "requestType": event.get("RequestType"),
+        "requestId": event.get("RequestId"),
+        "logicalResourceId": event.get("LogicalResourceId"),
+        **fields,
+    }
+    sys.stdout.write(json.dumps(record, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,22 +1,18 @@
-"""The HyperPod dependency chart: deploy-time build from the pinned commit, air-gapped local chart, the
-shared digest definition, and the build custom resource handler."""
+"""The HyperPod dependency chart: deploy-time build from the pinned commit, air-gapped local chart, and the
+shared digest definition. The build custom resource's handler is tested in tests/lambda/."""
 
 import hashlib
-import importlib.util
 import json
 import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aws_cdk as cdk
-import boto3
 import pytest
 import yaml
 from aws_cdk import cx_api
-from botocore.stub import Stubber
 from cdk_nag import AwsSolutionsChecks
 
 from config import ConfigError, load_config
@@ -33,7 +29,7 @@ from stacks.components.hyperpod_dependencies import (
 from stacks.eks import EksStack
 from stacks.network import NetworkStack
 from tests.cfn_lint import cfn_lint
-from tests.conftest import REPO, cdk_json_context
+from tests.conftest import cdk_json_context
 
 HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
 BUILD_TYPE = "Custom::HyperPodChartBuild"
@@ -447,78 +443,3 @@ def test_cfn_lint_finds_nothing(synthesized):
     ]
     findings = cfn_lint(files)
     assert findings == [], json.dumps(findings, indent=1)[:4000]
-
-
-# --- the build custom resource handler ------------------------------------------------------------------
-
-
-def load_handler() -> ModuleType:
-    # A unique module name: other handlers' `index.py` must not shadow this one in sys.modules.
-    path = REPO / "lambda" / "hyperpod_chart_build" / "index.py"
-    spec = importlib.util.spec_from_file_location("hyperpod_chart_build_index", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HANDLER = load_handler()
-URL = "s3://bucket/hyperpod-dependencies/abc.zip"
-BUILD_ID = "chart-build:0f6c3a7e-1111-2222-3333-444455556666"
-
-
-@pytest.fixture
-def stub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """A real CodeBuild client with fake credentials, its requests and responses checked by botocore."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("codebuild", region_name="us-east-1", config=HANDLER.CLIENT_CONFIG)
-    monkeypatch.setattr(HANDLER, "_client", lambda: client)
-    with Stubber(client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-def event(request_type: str, **extra: Any) -> dict:
-    props = {"ServiceToken": "arn", "ProjectName": "chart-build", "ChartAssetURL": URL}
-    return {"RequestType": request_type, "ResourceProperties": props, **extra}
-
-
-def build(status: str, **extra: Any) -> dict:
-    return {"builds": [{"id": BUILD_ID, "buildStatus": status, **extra}]}
-
-
-def test_create_starts_the_build_and_waits_until_it_succeeds(stub):
-    stub.add_response("start_build", {"build": {"id": BUILD_ID}}, {"projectName": "chart-build"})
-    started = HANDLER.on_event(event("Create"), None)
-    assert started == {"PhysicalResourceId": URL, "Data": {"BuildId": BUILD_ID, "ChartAssetURL": URL}}
-    polled = event("Create", **started)
-    stub.add_response("batch_get_builds", build("IN_PROGRESS"), {"ids": [BUILD_ID]})
-    assert HANDLER.is_complete(polled, None) == {"IsComplete": False}
-    stub.add_response("batch_get_builds", build("SUCCEEDED"), {"ids": [BUILD_ID]})
-    assert HANDLER.is_complete(polled, None) == {"IsComplete": True}
-
-
-def test_a_failed_build_fails_the_resource_with_its_log_link(stub):
-    failed_phase = {
-        "phaseType": "PRE_BUILD",
-        "phaseStatus": "FAILED",
-        "contexts": [{"message": "exit status 1"}],
-    }
-    logs = {"deepLink": "https://console.aws.amazon.com/cloudwatch/home#logEvent:group=g;stream=s"}
-    stub.add_response(
-        "batch_get_builds", build("FAILED", phases=[failed_phase], logs=logs), {"ids": [BUILD_ID]}
-    )
-    polled = event("Update", PhysicalResourceId=URL, Data={"BuildId": BUILD_ID})
-    with pytest.raises(HANDLER.BuildFailedError, match="ended FAILED") as error:
-        HANDLER.is_complete(polled, None)
-    assert "PRE_BUILD: exit status 1" in str(error.value)
-    assert logs["deepLink"] in str(error.value)
-
-
-def test_delete_makes_no_call(stub):
-    deleting = event("Delete", PhysicalResourceId=URL)
-    assert HANDLER.on_event(deleting, None) == {"PhysicalResourceId": URL}
-    assert HANDLER.is_complete(deleting, None) == {"IsComplete": True}
