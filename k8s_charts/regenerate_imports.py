@@ -1,4 +1,4 @@
-"""Regenerate what the project derives from the KubeRay CRDs: typed classes and the schemas tests validate with.
+"""Regenerate what the project derives from the KubeRay CRDs: typed classes and the tests' schemas.
 
 Usage (from the repository root, run by path: importing the k8s_charts package needs what this makes):
     .venv/bin/python k8s_charts/regenerate_imports.py                   # download the pinned release
@@ -35,7 +35,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 KUBERAY_VERSION = "v1.7.0"
 # The operator's generated CRDs at the release tag (the Helm chart's crds/ holds byte-identical copies).
-CRD_URL = f"https://raw.githubusercontent.com/ray-project/kuberay/{KUBERAY_VERSION}/ray-operator/config/crd/bases/"
+CRD_URL = (
+    f"https://raw.githubusercontent.com/ray-project/kuberay/{KUBERAY_VERSION}/ray-operator/config/crd/bases/"
+)
 # sha256 of each file at tag v1.7.0 (commit 59d663aeec13760646da3db9c1cf8cfe883e30b7).
 CRD_SHA256 = {
     "ray.io_rayclusters.yaml": "c44704442eef0c6721ad40c1d66782c8bd3fdab9d3344306a5820910a679baa1",
@@ -73,7 +75,7 @@ def _read_local(path: Path) -> bytes:
 
 def _download(url: str) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (a fixed https URL)
+        with urllib.request.urlopen(url, timeout=60) as response:  # a fixed https URL
             return response.read()
     except OSError as error:
         raise CrdError(f"cannot download {url}: {error} (or pass --crd-dir with a local copy)") from None
@@ -166,8 +168,10 @@ def write_imports(crds: list[dict[str, Any]], output: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--crd-dir", type=Path, help="a local copy of the KubeRay CRD files (default: download)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--crd-dir", type=Path, help="a local copy of the CRD files (default: download)")
     parser.add_argument("--schemas-only", action="store_true", help="write crd_schemas/ only")
     args = parser.parse_args()
     crds = v1_crds(read_crds(args.crd_dir))

@@ -1,8 +1,9 @@
-"""The committed KubeRay schemas are what `make imports` derives from the pinned CRDs, and nothing else is read."""
+"""The committed KubeRay schemas are what `make imports` makes from the pinned CRDs; nothing else is read."""
 
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_a_crd_file_that_is_not_the_pinned_release_is_refused(regen, tmp_path: P
 
 def test_a_missing_crd_dir_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(REPO_ROOT / ".venv/bin/python"), str(SCRIPT), "--schemas-only", "--crd-dir", str(tmp_path / "no")],
+        [sys.executable, str(SCRIPT), "--schemas-only", "--crd-dir", str(tmp_path / "no")],
         capture_output=True,
         text=True,
         check=False,
@@ -102,4 +103,3 @@ def test_no_file_the_build_or_tests_run_reads_beside_the_checkout() -> None:
     tracked = grep.stdout.split()
     # This file names the strings it searches for; nothing else may.
     assert [path for path in tracked if path != "tests/k8s/test_crd_schemas.py"] == []
-
