@@ -1,5 +1,8 @@
-# One entry point for people and CI. Every target works offline except deploy/destroy/submit/hyperpod
-# targets, which need AWS credentials. Versions are pinned in requirements*.txt and package.json only.
+# One entry point for people and CI. Every target works offline except deploy/destroy/status/dashboard/submit,
+# which need AWS credentials. Versions are pinned in requirements*.txt and package.json only.
+#
+# CONFIG=my.yaml selects the config file for every target (the same as `cdk ... -c config=my.yaml`);
+# CDK_ARGS adds more cdk arguments (`-c eks.version=1.32`). YES=1 skips the confirmation of deploy/destroy.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -11,12 +14,19 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 # Synth needs no credentials; without this the SDK spends seconds probing for an instance role.
 OFFLINE := AWS_EC2_METADATA_DISABLED=true
 CDK := cdk --no-notices
+CONFIG ?=
+YES ?=
+CRD_DIR ?=
+CONFIG_ARGS := $(if $(CONFIG),-c config=$(CONFIG))
+OPS := $(BIN)/python -m ops --outputs-file cdk-outputs.json $(if $(CONFIG),--config $(CONFIG))
+SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG),the defaults (no CONFIG=))"
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
-.PHONY: help deps deps-dev synth test lint diff snapshots imports bench bench-recovery job-local submit deploy destroy clean
+.PHONY: help deps deps-ops deps-dev synth test lint diff snapshots imports bench bench-recovery job-local \
+	preflight deploy destroy status dashboard submit clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.runtime: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -25,7 +35,11 @@ $(VENV)/.runtime: requirements.txt
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt jobs/fsdp_ray/requirements.txt
+$(VENV)/.ops: $(VENV)/.runtime requirements-ops.txt
+	$(BIN)/pip install -q -r requirements-ops.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.ops requirements-dev.txt jobs/fsdp_ray/requirements.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -35,11 +49,13 @@ node_modules/.installed: package.json package-lock.json
 
 deps: $(VENV)/.runtime node_modules/.installed ## Install the pinned runtime deps (Python venv + CDK CLI)
 
-deps-dev: deps $(VENV)/.dev ## Also install test, lint and Ray job deps
+deps-ops: deps $(VENV)/.ops ## Also install the operations CLI's deps (status, dashboard)
 
-synth: deps ## Synthesize every stack on the default config (offline) and summarize
-	$(OFFLINE) $(CDK) synth -q $(CDK_ARGS)
-	@$(BIN)/python scripts/summary.py cdk.out
+deps-dev: deps-ops $(VENV)/.dev ## Also install test, lint and Ray job deps (the Ray SDK for submit)
+
+synth: deps ## Synthesize every stack (offline; CONFIG=my.yaml) and summarize groups, FSx and price
+	$(OFFLINE) $(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
+	@$(SUMMARY)
 
 test: deps-dev ## Run the whole test suite
 	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -47,7 +63,7 @@ test: deps-dev ## Run the whole test suite
 lint: deps-dev ## ruff (lint and format) on the Python code, shellcheck on the shell scripts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/shellcheck --shell=bash lifecycle_scripts/*.sh jobs/*.sh .ci/run
+	$(BIN)/shellcheck --shell=bash lifecycle_scripts/*.sh .ci/run
 
 snapshots: synth ## Rewrite the committed template snapshots from cdk.out (review the git diff)
 	$(BIN)/python scripts/snapshots.py update cdk.out tests/snapshots
@@ -58,8 +74,8 @@ diff: synth ## cdk diff every stack against the committed snapshots, offline; fa
 	  $(OFFLINE) $(CDK) diff $$stack --exclusively --app cdk.out --template cdk.out/snapshot-baseline/$$stack.template.json --fail || status=1; \
 	done; exit $$status
 
-imports: node_modules/.installed ## Regenerate the typed KubeRay classes from ../shared/kuberay-v1.7.0/crds
-	$(BIN)/python k8s_charts/regenerate_imports.py
+imports: deps node_modules/.installed ## Regenerate k8s_charts/imports and crd_schemas from the pinned KubeRay CRDs (CRD_DIR=local copy)
+	$(BIN)/python k8s_charts/regenerate_imports.py $(if $(CRD_DIR),--crd-dir $(CRD_DIR))
 
 bench: deps-dev ## Synth-time benchmark (ratios against a one-cluster app measured in the same run)
 	$(OFFLINE) $(BIN)/python bench/synth.py
@@ -71,14 +87,27 @@ job-local: deps-dev ## Run the FSDP Ray job on a local Ray (CPU, 2 workers), sto
 	$(BIN)/python jobs/fsdp_ray/train.py --cpu --num-workers 2 --storage-path "$(CURDIR)/.ray_results" \
 		--max-steps 150 --checkpoint-every 25 $(ARGS)
 
-submit: deps-dev ## Submit the FSDP job to the deployed cluster (needs credentials and cdk-outputs.json)
-	bash jobs/submit.sh $(ARGS)
+preflight: deps-ops ## Check AWS credentials and region (what deploy/destroy/status need), in seconds
+	$(OPS) preflight
 
-deploy: deps ## Deploy every stack (needs credentials); independent stacks deploy in parallel
-	$(CDK) deploy --all --concurrency 4 --require-approval broadening --outputs-file cdk-outputs.json $(CDK_ARGS)
+deploy: preflight ## Show the plan and price, ask, then deploy every stack (CONFIG=my.yaml, YES=1 to skip asking)
+	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
+	$(SUMMARY) --plan deploy $(if $(YES),--yes)
+	$(CDK) deploy --all --app cdk.out --concurrency 4 --require-approval broadening --outputs-file cdk-outputs.json
 
-destroy: deps ## Destroy every stack, dependents first (needs credentials)
-	$(CDK) destroy --all --force $(CDK_ARGS)
+destroy: preflight ## Show what is deleted (FSx and its checkpoints included), ask, then destroy every stack
+	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
+	$(SUMMARY) --plan destroy $(if $(YES),--yes)
+	$(CDK) destroy --all --app cdk.out --force
+
+status: deps-ops ## HyperPod nodes and RayCluster pods of the deployed cluster (ARGS=--watch to follow)
+	$(OPS) status $(ARGS)
+
+dashboard: deps-ops ## Port-forward the Ray dashboard and print its URL (Ctrl-C stops it)
+	$(OPS) dashboard $(ARGS)
+
+submit: deps-dev ## Submit jobs/fsdp_ray to the deployed cluster (ARGS='--follow -- --max-steps 500')
+	$(OPS) submit $(ARGS)
 
 clean: ## Remove build output (keeps the venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 import re
 from ipaddress import IPv4Network
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,30 +15,84 @@ KUBECTL_LAYER_VERSION = "1.33"
 SUPPORTED_EKS_VERSIONS = ("1.32", "1.33")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 
-# EKS add-on versions for the default EKS version, pinned here and nowhere else (from the EKS user guide's
-# "latest version" tables). None lets EKS pick its default build for the cluster's version: used where no
-# published table was available offline; pin it from `aws eks describe-addon-versions` when you have access.
-DEFAULT_ADDON_VERSIONS: dict[str, str | None] = {
-    "vpc-cni": "v1.20.1-eksbuild.3",
-    "kube-proxy": "v1.33.5-eksbuild.2",
-    "coredns": "v1.12.4-eksbuild.1",
-    "eks-pod-identity-agent": None,
+# EKS add-on versions per supported EKS minor, pinned here and nowhere else (from the EKS user guide's
+# "latest version of the Amazon EKS add-on type for each Kubernetes version" tables). `eks.version` picks the
+# row, so changing the cluster version changes its add-ons with it; `eks.addon_versions` pins single add-ons
+# over the row. None lets EKS pick its default build for the cluster's version: used where no published table
+# was available offline; pin it from `aws eks describe-addon-versions` when you have access.
+ADDON_VERSIONS: dict[str, dict[str, str | None]] = {
+    "1.32": {
+        "vpc-cni": "v1.20.1-eksbuild.3",
+        "kube-proxy": "v1.32.9-eksbuild.2",
+        "coredns": "v1.11.4-eksbuild.24",
+        "eks-pod-identity-agent": None,
+    },
+    "1.33": {
+        "vpc-cni": "v1.20.1-eksbuild.3",
+        "kube-proxy": "v1.33.5-eksbuild.2",
+        "coredns": "v1.12.4-eksbuild.1",
+        "eks-pod-identity-agent": None,
+    },
 }
+DEFAULT_EKS_VERSION = "1.33"
+DEFAULT_ADDON_VERSIONS = ADDON_VERSIONS[DEFAULT_EKS_VERSION]
 MIN_VPC_CNI = (1, 18, 3)  # HyperPod's documented minimum
 ADDON_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+$")
+ANYWHERE = IPv4Network("0.0.0.0/0")
+# 0.0.0.0/0 split in halves (0.0.0.0/1 + 128.0.0.0/1) is still the internet: wide ranges need the opt-in too.
+WIDEST_WITHOUT_OPT_IN = 8
+# Source ranges a request to a public endpoint can never come from (RFC 1918, shared address space, loopback,
+# link-local): allowing them on a public endpoint admits no one; private access is endpoint_access=private.
+NON_PUBLIC_RANGES = tuple(
+    IPv4Network(cidr)
+    for cidr in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+    )
+)
 
 
 class EksConfig(Section):
-    version: str = "1.33"
+    version: str = DEFAULT_EKS_VERSION
     endpoint_access: Literal["private", "public_and_private"] = Field(
-        default="private", description="private keeps the API server off the internet (cdk-nag EKS1)."
+        default="private",
+        description="private keeps the API server off the internet (cdk-nag EKS1): reach it from the VPC, a "
+        "VPN or a bastion. public_and_private also serves it on the internet to public_access_cidrs.",
     )
-    public_access_cidrs: tuple[IPv4Network, ...] = ()
-    admin_principal_arns: tuple[str, ...] = ()
-    addon_versions: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS))
+    public_access_cidrs: tuple[IPv4Network, ...] = Field(
+        default=(), description="Public source ranges allowed to reach a public endpoint (e.g. your IP /32)."
+    )
+    allow_public_endpoint_from_anywhere: bool = Field(
+        default=False,
+        description="The explicit opt-in for 0.0.0.0/0 (the whole internet) in public_access_cidrs.",
+    )
+    admin_principal_arns: tuple[str, ...] = Field(
+        default=(),
+        description="IAM roles or users given cluster-admin access entries (kubectl, make status/submit).",
+    )
+    addon_versions: dict[str, str | None] = Field(
+        default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS),
+        description="The ADDON_VERSIONS row for `version`, with the pins given here on top.",
+    )
     log_retention_days: int = 30
 
     _retention = field_validator("log_retention_days")(check_log_retention)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _addons_follow_version(cls, data: Any) -> Any:
+        """Fill the add-on versions from the table row of the chosen EKS version; pins given win."""
+        if not isinstance(data, dict):
+            return data
+        row = ADDON_VERSIONS.get(str(data.get("version", DEFAULT_EKS_VERSION)))
+        pins = data.get("addon_versions", {})
+        if row is None or not isinstance(pins, dict):
+            return data  # the field validators report the bad version or the bad mapping
+        return {**data, "addon_versions": {**row, **pins}}
 
     @field_validator("version")
     @classmethod
@@ -62,9 +116,6 @@ class EksConfig(Section):
     @field_validator("addon_versions")
     @classmethod
     def _addons(cls, versions: dict[str, str | None]) -> dict[str, str | None]:
-        missing = sorted(set(DEFAULT_ADDON_VERSIONS) - set(versions))
-        if missing:
-            raise ValueError(f"missing add-ons {missing}: HyperPod needs {sorted(DEFAULT_ADDON_VERSIONS)}")
         for name, version in versions.items():
             if version is not None and not ADDON_VERSION.match(version):
                 raise ValueError(f"{name}: {version!r} is not an add-on version like v1.20.1-eksbuild.3")
@@ -77,19 +128,48 @@ class EksConfig(Section):
     def _kube_proxy_matches(self) -> "EksConfig":
         proxy = self.addon_versions["kube-proxy"]
         if proxy is not None and ".".join(map(str, _semver(proxy)[:2])) != self.version:
+            table = ADDON_VERSIONS[self.version]["kube-proxy"]
             raise ValueError(
-                f"addon_versions.kube-proxy {proxy} does not match EKS {self.version}: kube-proxy must have "
-                f"the cluster's minor version (set it to a v{self.version}.x build, or to null)"
+                f"addon_versions.kube-proxy = {proxy!r} does not match eks.version {self.version}: "
+                f"kube-proxy must have the cluster's minor version; remove the pin to get {table}, or pin a "
+                f"v{self.version}.x build"
             )
         return self
 
     @model_validator(mode="after")
-    def _public_needs_allow_list(self) -> "EksConfig":
-        if self.endpoint_access == "public_and_private" and not self.public_access_cidrs:
-            raise ValueError("endpoint_access=public_and_private needs public_access_cidrs (an allow-list)")
-        if self.endpoint_access == "private" and self.public_access_cidrs:
-            raise ValueError("public_access_cidrs is only used with endpoint_access=public_and_private")
+    def _public_endpoint_is_narrow(self) -> "EksConfig":
+        """A public endpoint needs an allow-list of public ranges; the whole internet only when asked for."""
+        if self.endpoint_access == "private":
+            if self.public_access_cidrs:
+                raise ValueError("public_access_cidrs is only used with endpoint_access=public_and_private")
+            return self
+        if not self.public_access_cidrs:
+            raise ValueError(
+                "endpoint_access=public_and_private needs public_access_cidrs (an allow-list: your IP/32)"
+            )
+        allow_wide = self.allow_public_endpoint_from_anywhere
+        problems = [p for p in (_cidr_problem(c, allow_wide) for c in self.public_access_cidrs) if p]
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+
+def _cidr_problem(cidr: IPv4Network, allow_wide: bool) -> str | None:
+    """Why a public endpoint should not allow cidr, or None."""
+    if cidr.prefixlen < WIDEST_WITHOUT_OPT_IN:
+        if allow_wide:
+            return None
+        reach = "the whole internet" if cidr == ANYWHERE else "more than a /8"
+        return (
+            f"public_access_cidrs = '{cidr}' opens the API server to {reach}: list your own ranges, "
+            "or set eks.allow_public_endpoint_from_anywhere=true to mean it"
+        )
+    if any(cidr.subnet_of(private) for private in NON_PUBLIC_RANGES):
+        return (
+            f"public_access_cidrs = '{cidr}' is a private range, which never reaches a public endpoint: "
+            "list public source ranges (reach the private endpoint from inside the VPC)"
+        )
+    return None
 
 
 def _semver(addon_version: str) -> tuple[int, int, int]:

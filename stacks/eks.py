@@ -14,6 +14,8 @@ from .nag import acknowledge, managed_policy
 from .network import NetworkStack
 from .retention import retention
 
+NO_ADMIN_WARNING = "ray-hyperpod:eks-no-admin-principal"  # id for `cdk.Annotations.acknowledge_warning`
+
 
 class EksStack(cdk.Stack):
     """EKS cluster with encrypted secrets, full control-plane logging, managed add-ons and admin access."""
@@ -36,8 +38,7 @@ class EksStack(cdk.Stack):
         self.cluster = self._cluster(config, network, cluster_name)
         self._control_plane_logs(config, cluster_name)
         self.addons = self._addons(config)
-        for index, arn in enumerate(config.admin_principal_arns):
-            self.cluster.grant_cluster_admin(f"Admin{index}", arn)
+        self._admin_access(config)
         # Touching the provider creates it now (a native AWS::IAM::OIDCProvider, see cdk.json): IRSA roles in
         # later stacks reference it instead of each creating their own.
         self.oidc_provider = self.cluster.open_id_connect_provider
@@ -100,6 +101,21 @@ class EksStack(cdk.Stack):
             )
             for name, version in config.addon_versions.items()
         ]
+
+    def _admin_access(self, config: EksConfig) -> None:
+        """Cluster-admin access entries for the configured people; a warning (not a failure) when none are.
+
+        The stack's own roles (kubectl provider, HyperPod) get their entries elsewhere; a person gets none by
+        default, and without one kubectl, port-forward and `make status/submit` are refused by the cluster.
+        """
+        for index, arn in enumerate(config.admin_principal_arns):
+            self.cluster.grant_cluster_admin(f"Admin{index}", arn)
+        if not config.admin_principal_arns:
+            cdk.Annotations.of(self).add_warning_v2(
+                NO_ADMIN_WARNING,
+                "eks.admin_principal_arns is empty: no person will have access to the cluster (kubectl, "
+                "make status/submit). Add your IAM role ARN (`make preflight` prints it).",
+            )
 
     def _outputs(self) -> None:
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)

@@ -68,8 +68,8 @@ def test_json_values_from_the_command_line():
             "eks.addon_versions: vpc-cni v1.18.0-eksbuild.1 is older than v1.18.3",
         ),
         (
-            {"eks.version": "1.32"},
-            "eks: addon_versions.kube-proxy v1.33.5-eksbuild.2 does not match EKS 1.32",
+            {"eks.version": "1.32", "eks.addon_versions": '{"kube-proxy": "v1.33.5-eksbuild.2"}'},
+            "eks: addon_versions.kube-proxy = 'v1.33.5-eksbuild.2' does not match eks.version 1.32",
         ),
         ({"network.az_count": "3"}, "network.az_count=3 needs env.region"),
         ({"env.region": "Oregon"}, "env.region = 'Oregon': must be an AWS region such as us-west-2"),

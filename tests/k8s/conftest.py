@@ -15,6 +15,7 @@ if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 from tests.k8s.scenarios import SCENARIOS, Synth, synth  # noqa: E402  (after PATH: cdk8s starts node)
+from tests.k8s_validation import default_crd_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +25,8 @@ def synths() -> dict[str, Synth]:
 
 @pytest.fixture(scope="session")
 def crd_dir() -> Path:
-    """../shared/kuberay-v1.7.0/crds beside the checkout. Missing is a failure, never a skip."""
-    path = REPO_ROOT.parent / "shared" / "kuberay-v1.7.0" / "crds"
+    """The committed KubeRay CRD schemas. Missing is a failure, never a skip."""
+    path = default_crd_dir()
     if not path.is_dir():
-        pytest.fail(f"KubeRay CRDs missing at {path}: the project needs ../shared beside the checkout")
+        pytest.fail(f"KubeRay CRD schemas missing at {path}: run `make imports`")
     return path

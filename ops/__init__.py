@@ -1,0 +1,1 @@
+"""Operations CLI for a deployed cluster: `python -m ops preflight|status|dashboard|submit` (see README)."""

@@ -1,0 +1,92 @@
+"""Kubernetes access to the deployed EKS cluster, through the user's own AWS CLI and kubectl."""
+
+import base64
+import binascii
+import selectors
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .outputs import Deployment
+from .tools import OpsError, kubectl_json, run_tool, start_tool
+
+HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
+RAY_CLUSTER_LABEL = "ray.io/cluster"
+DASHBOARD_PORT = 8265
+
+
+def use_cluster(deployment: Deployment) -> str:
+    """Write (or refresh) the cluster's kubeconfig entry and return its context name (the cluster's name).
+
+    Access is the cluster's decision: without an access entry for your principal (eks.admin_principal_arns)
+    or a reachable endpoint, kubectl fails and says so.
+    """
+    run_tool(
+        "aws", "eks", "update-kubeconfig", "--name", deployment.eks_cluster,
+        "--region", deployment.region, "--alias", deployment.eks_cluster,
+    )  # fmt: skip
+    return deployment.eks_cluster
+
+
+def node_health(context: str) -> dict[str, str]:
+    """Instance id -> HyperPod's health label on its node (nodes are named hyperpod-<instance id>)."""
+    nodes = kubectl_json(context, "get", "nodes")["items"]
+    return {
+        node["metadata"]["name"].removeprefix("hyperpod-"): node["metadata"]
+        .get("labels", {})
+        .get(HEALTH_LABEL, "-")
+        for node in nodes
+    }
+
+
+def ray_cluster(context: str, namespace: str) -> list[dict]:
+    return kubectl_json(context, "-n", namespace, "get", "rayclusters.ray.io")["items"]
+
+
+def ray_pods(context: str, namespace: str) -> list[dict]:
+    return kubectl_json(context, "-n", namespace, "get", "pods", "-l", RAY_CLUSTER_LABEL)["items"]
+
+
+def ray_token(context: str, namespace: str, secret: str) -> str:
+    """The Ray auth token from the Secret KubeRay uses (key `auth_token`)."""
+    data = kubectl_json(context, "-n", namespace, "get", "secret", secret).get("data", {})
+    if "auth_token" not in data:
+        raise OpsError(f"secret {namespace}/{secret} has no auth_token key")
+    try:
+        return base64.b64decode(data["auth_token"], validate=True).decode().strip()
+    except (binascii.Error, UnicodeDecodeError):
+        raise OpsError(f"secret {namespace}/{secret}: auth_token is not base64 text") from None
+
+
+@contextmanager
+def port_forward(
+    context: str, namespace: str, service: str, local_port: int, wait_s: float = 30
+) -> Iterator[str]:
+    """Forward localhost:local_port to the service's dashboard port; yields the local URL while it runs."""
+    process = start_tool(
+        "kubectl", "--context", context, "-n", namespace, "port-forward",
+        f"svc/{service}", f"{local_port}:{DASHBOARD_PORT}",
+    )  # fmt: skip
+    try:
+        _wait_forwarding(process, wait_s)
+        yield f"http://127.0.0.1:{local_port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_forwarding(process, wait_s: float) -> None:
+    """kubectl prints `Forwarding from 127.0.0.1:<port> -> 8265` once the tunnel listens."""
+    deadline = time.monotonic() + wait_s
+    ready = selectors.DefaultSelector()
+    ready.register(process.stdout, selectors.EVENT_READ)
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not ready.select(timeout=remaining):
+            break
+        line = process.stdout.readline()
+        if line.startswith("Forwarding from"):
+            return
+        if not line and process.poll() is not None:
+            error = process.stderr.read().strip().splitlines()
+            raise OpsError(f"kubectl port-forward exited: {error[-1] if error else process.returncode}")
+    raise OpsError(f"kubectl port-forward did not start within {wait_s:.0f} s")

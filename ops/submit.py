@@ -1,0 +1,66 @@
+"""Submit jobs/fsdp_ray with the Ray job SDK: arguments from the config, the token from its Secret."""
+
+import asyncio
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import AppConfig
+
+JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+@dataclass(frozen=True)
+class Submission:
+    run_name: str
+    entrypoint: str
+    working_dir: Path
+
+
+def build_submission(config: AppConfig, run_name: str | None, extra_args: Sequence[str] = ()) -> Submission:
+    """train.py with one Ray Train worker per GPU of the configured worker pods and the config's run name.
+
+    The run name defaults to `ray.job.name`, so submitting again resumes the same run from its latest
+    checkpoint under `<mount>/ray_results/<run name>`. `extra_args` come last: argparse lets them override.
+    """
+    name = run_name or config.ray.job.name
+    groups = config.ray.worker_groups
+    gpus = sum(group.replicas * config.worker_gpus(i) for i, group in enumerate(groups))
+    args = ["python3", "train.py", "--run-name", name]
+    if gpus > 0:
+        args += ["--num-workers", str(gpus)]
+    else:  # a CPU-only cluster: one worker per pod
+        args += ["--cpu", "--num-workers", str(max(1, sum(group.replicas for group in groups)))]
+    args += ["--storage-path", f"{config.storage.mount_path.rstrip('/')}/ray_results", *extra_args]
+    return Submission(name, shlex.join(args), JOB_DIR)
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """Ray's HTTP token auth: the dashboard and job API accept `Authorization: Bearer <token>`."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def submit(address: str, token: str | None, submission: Submission) -> str:
+    """Submit and return the job id (Ray uploads the working directory first)."""
+    from ray.job_submission import JobSubmissionClient  # noqa: PLC0415 (heavy, and only submit needs Ray)
+
+    client = JobSubmissionClient(address, headers=auth_headers(token))
+    return client.submit_job(
+        entrypoint=submission.entrypoint, runtime_env={"working_dir": str(submission.working_dir)}
+    )
+
+
+def follow(address: str, token: str | None, job_id: str, echo: Callable[[str], None]) -> str:
+    """Stream the job's logs until it ends; return its final status."""
+    from ray.job_submission import JobSubmissionClient  # noqa: PLC0415 (heavy, and only submit needs Ray)
+
+    client = JobSubmissionClient(address, headers=auth_headers(token))
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            echo(lines)
+
+    asyncio.run(tail())
+    return str(client.get_job_status(job_id).value)
