@@ -25,7 +25,7 @@ prefix, suffix = "generate_", "_grafana_dashboard"
 for name in dir(factory):
     if name.startswith(prefix) and name.endswith(suffix):
         content, _uid = getattr(factory, name)()
-        (out / (name[len(prefix):] + suffix + ".json")).write_text(content)
+        (out / (name[len(prefix):] + ".json")).write_text(content)
 """
 
 GPU_UTILIZATION = "DCGM_FI_DEV_GPU_UTIL"  # percent, per GPU
