@@ -56,6 +56,7 @@ def gpu_instance_types(config: AppConfig) -> list[str]:
 def grafana_values(
     config: AppConfig, *, datasource_url: str, region: str | None, role_arn: str | None
 ) -> dict[str, Any]:
+    # role_arn: the IRSA role of the service account CDK creates, set when the store is AMP.
     """Anonymous read-only access (reached only through `kubectl port-forward`) and embedding on: Ray's
     dashboard shows Grafana panels in iframes. With AMP, Grafana signs its queries (SigV4) with its role."""
     datasource: dict[str, Any] = {
@@ -74,7 +75,8 @@ def grafana_values(
     }
     if role_arn is not None:
         datasource["jsonData"].update({"sigV4Auth": True, "sigV4AuthType": "default", "sigV4Region": region})
-        service_account["annotations"] = {"eks.amazonaws.com/role-arn": role_arn}
+        # CDK creates the account with its IRSA role (stacks/observability.py): Helm must not create a second.
+        service_account["create"] = False
         ini["auth"] = {"sigv4_auth_enabled": True}
     return {
         **_head_placement(config),

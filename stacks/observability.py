@@ -44,6 +44,7 @@ class ObservabilityStack(cdk.Stack):
         )
         self.workspace: aps.CfnWorkspace | None = None
         self.scraper: aps.CfnScraper | None = None
+        self.grafana_account: eks.ServiceAccount | None = None
         if observability.store == "managed":
             self.workspace = self._workspace(config)
             self.scraper = self._scraper(config, eks_stack, self.workspace)
@@ -52,7 +53,7 @@ class ObservabilityStack(cdk.Stack):
                 datasource_url=f"https://aps-workspaces.{self.region}.amazonaws.com/workspaces/"
                 f"{self.workspace.attr_workspace_id}",
                 region=self.region,
-                role_arn=self._grafana_role(config, self.workspace).role_arn,
+                role_arn=self._grafana_account(config, self.workspace).role.role_arn,
             )
         else:
             self._helm(
@@ -69,10 +70,13 @@ class ObservabilityStack(cdk.Stack):
                 repository=DCGM_EXPORTER_REPOSITORY, version=observability.dcgm_exporter_chart_version,
                 values=helm_values.dcgm_exporter_values(config),
             )  # fmt: skip
-        self._helm(
+        grafana = self._helm(
             "Grafana", config, release=GRAFANA_RELEASE, chart="grafana", repository=GRAFANA_REPOSITORY,
             version=observability.grafana_chart_version, values=grafana_values,
         )  # fmt: skip
+        if self.grafana_account is not None:
+            # Grafana starts with its IRSA-annotated account; on destroy the release goes first.
+            grafana.node.add_dependency(self.grafana_account)
         cdk.CfnOutput(
             self,
             "GrafanaPortForward",
@@ -113,7 +117,7 @@ class ObservabilityStack(cdk.Stack):
             ),
         )
 
-    def _grafana_role(self, config: AppConfig, workspace: aps.CfnWorkspace) -> iam.IRole:
+    def _grafana_account(self, config: AppConfig, workspace: aps.CfnWorkspace) -> eks.ServiceAccount:
         account = eks.ServiceAccount(
             self,
             "GrafanaServiceAccount",
@@ -130,7 +134,8 @@ class ObservabilityStack(cdk.Stack):
         condition = account.node.find_child("ConditionJson").node.find_child("Resource").node.default_child
         # cfn-lint 1.58 reports E1022 on CDK's IRSA condition (see stacks/platform.py _lint_irsa_condition).
         condition.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E1022"]}})
-        return account.role
+        self.grafana_account = account
+        return account
 
     def _helm(
         self,

@@ -147,7 +147,7 @@ def test_grafana_signs_amp_queries_and_embeds_in_rays_dashboard(default_config):
     )
     assert values["grafana.ini"]["security"]["allow_embedding"] is True
     assert values["grafana.ini"]["auth.anonymous"] == {"enabled": True, "org_role": "Viewer"}
-    assert values["serviceAccount"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:role"}
+    assert values["serviceAccount"] == {"create": False, "name": "grafana"}  # CDK's, with the IRSA role
     (init,) = values["extraInitContainers"]
     assert init["image"] == "rayproject/ray:2.60.0-py311-cpu"
     assert values["nodeSelector"]["sagemaker.amazonaws.com/instance-group-name"] == "head"
