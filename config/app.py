@@ -9,6 +9,7 @@ from .eks import EksConfig
 from .hyperpod import HyperPodConfig
 from .instance_types import accelerators
 from .network import NetworkConfig
+from .observability import ObservabilityConfig, check_one_dcgm_exporter
 from .ray import KubeRayConfig, RayConfig
 from .storage import StorageConfig
 
@@ -48,6 +49,8 @@ class AppConfig(Section):
     storage: StorageConfig = StorageConfig()
     kuberay: KubeRayConfig = KubeRayConfig()
     ray: RayConfig = RayConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    _one_dcgm_exporter = model_validator(mode="after")(check_one_dcgm_exporter)
 
     @field_validator("prefix")
     @classmethod

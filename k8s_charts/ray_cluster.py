@@ -132,7 +132,7 @@ def _fsx(config: AppConfig) -> kuberay.Volume:
 
 def _monitoring_env(config: AppConfig) -> dict[str, str]:
     """The dashboard's Grafana/Prometheus settings: only those configured (an empty one breaks its panels)."""
-    monitoring = config.ray.monitoring
+    monitoring = config.observability.ray_monitoring(config.ray.monitoring)
     env = {
         "RAY_GRAFANA_HOST": monitoring.grafana_host,
         "RAY_PROMETHEUS_HOST": monitoring.prometheus_host,

@@ -6,6 +6,7 @@ Create order (and, reversed, destroy order):
                    -> hyperpod (HyperPod cluster) -> ray (claim, RayCluster, RayJob)
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -15,6 +16,7 @@ from config import AppConfig
 from .eks import EksStack
 from .hyperpod import HyperPodStack
 from .network import NetworkStack
+from .observability import ObservabilityStack
 from .platform import PlatformStack
 from .ray import RayStack
 from .storage import StorageStack
@@ -28,9 +30,11 @@ class AppStacks:
     platform: PlatformStack
     hyperpod: HyperPodStack
     ray: RayStack
+    observability: ObservabilityStack | None = None
 
     def all(self) -> list[cdk.Stack]:
         stacks = [self.network, self.storage, self.eks, self.platform, self.hyperpod, self.ray]
+        stacks.append(self.observability)
         return [stack for stack in stacks if stack is not None]
 
 
@@ -62,6 +66,14 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     stacks = AppStacks(
         network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray
     )
+    if config.observability.enabled:
+        # Needs only EKS: deploys while HyperPod provisions nodes; destroyed before the cluster it watches.
+        stacks = dataclasses.replace(
+            stacks,
+            observability=ObservabilityStack(
+                app, "Observability", config=config, eks_stack=eks, **name("observability")
+            ),
+        )
     for stack in stacks.all():
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -93,8 +93,16 @@ def test_head_mounts(synths: dict[str, Synth]) -> None:
 
 
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name != "monitoring"])
-def test_no_monitoring_env_unless_configured(synths: dict[str, Synth], scenario: str) -> None:
-    assert "env" not in head_pod(synths[scenario])["containers"][0]
+def test_head_uses_this_deployments_grafana_unless_configured(
+    synths: dict[str, Synth], scenario: str
+) -> None:
+    # observability.enabled (the default) runs Grafana in "monitoring"; AMP is queried through its proxy.
+    env = {item["name"]: item["value"] for item in head_pod(synths[scenario])["containers"][0]["env"]}
+    assert env == {
+        "RAY_GRAFANA_HOST": "http://grafana.monitoring.svc.cluster.local:80",
+        "RAY_PROMETHEUS_HOST": "http://grafana.monitoring.svc.cluster.local:80/api/datasources/proxy/uid/prometheus",
+        "RAY_GRAFANA_IFRAME_HOST": "http://localhost:3000",
+    }
 
 
 def test_monitoring_env_when_configured(synths: dict[str, Synth]) -> None:
