@@ -61,14 +61,16 @@ class AppConfig(Section):
     @classmethod
     def _hyperpod_cluster_named_after_prefix(cls, values: Any) -> Any:
         """HyperPod cluster names are unique per account and region: deriving the default from the prefix lets
-        two deployments (two prefixes) live side by side instead of the second adopting or failing on the first."""
+        two deployments (two prefixes) live side by side, instead of the second adopting or failing on
+        the first."""
         if not isinstance(values, dict):
             return values
         prefix = values.get("prefix", cls.model_fields["prefix"].default)
         hyperpod = values.get("hyperpod", {})
-        if isinstance(hyperpod, dict) and "cluster_name" not in hyperpod and isinstance(prefix, str):
-            if PREFIX.match(prefix):  # an invalid prefix is reported once, on prefix
-                return {**values, "hyperpod": {**hyperpod, "cluster_name": prefix}}
+        # An invalid prefix is reported once, on prefix, not again on the cluster name.
+        unnamed = isinstance(hyperpod, dict) and "cluster_name" not in hyperpod
+        if unnamed and isinstance(prefix, str) and PREFIX.match(prefix):
+            return {**values, "hyperpod": {**hyperpod, "cluster_name": prefix}}
         return values
 
     @model_validator(mode="after")

@@ -88,13 +88,16 @@ class InstanceGroupConfig(Section):
         problems = []
         if self.deep_health_checks and not is_accelerated(self.instance_type):
             problems.append(
-                f"deep_health_checks {list(self.deep_health_checks)} on {self.instance_type}: HyperPod runs deep "
+                f"deep_health_checks {list(self.deep_health_checks)} on {self.instance_type}: HyperPod runs "
+                "deep "
                 "health checks only on GPU (ml.p*, ml.g*) or Trainium (ml.trn*) instance types; remove them"
             )
         if "InstanceConnectivity" in self.deep_health_checks and self.count < MIN_CONNECTIVITY_COUNT:
             problems.append(
-                f"deep_health_checks InstanceConnectivity with count={self.count}: the connectivity check needs "
-                f"a group of at least {MIN_CONNECTIVITY_COUNT} instances; raise count or drop InstanceConnectivity"
+                f"deep_health_checks InstanceConnectivity with count={self.count}: the connectivity check "
+                "needs "
+                f"a group of at least {MIN_CONNECTIVITY_COUNT} instances; raise count or drop "
+                "InstanceConnectivity"
             )
         if problems:
             raise ValueError("\n".join(problems))
@@ -173,7 +176,8 @@ class HyperPodConfig(Section):
     node_provisioning_mode: Literal["Continuous"] | None = Field(
         default="Continuous",
         description="Continuous: the cluster is InService once its cluster-level resources are ready and "
-        "instances join as they pass their checks (EKS only); null: InService only once every instance is up, "
+        "instances join as they pass their checks (EKS only); null: InService only once every instance is "
+        "up, "
         "which deep health checks on GPUs can push past CloudFormation's hour.",
     )
     wait_for_nodes: bool = Field(

@@ -21,7 +21,8 @@ class NetworkConfig(Section):
     compute_subnet_index: int = Field(
         default=0,
         ge=0,
-        description="Which private subnet (so which AZ, in the VPC's AZ order) holds the HyperPod nodes and the "
+        description="Which private subnet (so which AZ, in the VPC's AZ order) holds the HyperPod nodes and "
+        "the "
         "FSx file system; they must share it. Pick the AZ of your capacity reservation or training plan.",
     )
 

@@ -11,12 +11,14 @@ from typing import Any
 
 from cfn_coerce import item_label
 
-# Fields HyperPod fixes at creation. ClusterName is handled apart: a new name means a new cluster. InstanceType
+# Fields HyperPod fixes at creation. ClusterName is handled apart: a new name means a new cluster.
+# InstanceType
 # is not here: UpdateCluster changes an existing group's instance type (HyperPod's update-cluster guide).
 CREATE_ONLY_TOP = ("VpcConfig", "Orchestrator")
 CREATE_ONLY_GROUP = ("ExecutionRole", "ThreadsPerCore")
 # Group fields DescribeCluster echoes as they were requested; compared with the live cluster. A field the live
-# answer leaves out is not compared (it cannot be told apart from "unchanged", and guessing would loop updates).
+# answer leaves out is not compared (it cannot be told apart from "unchanged", and guessing would loop
+# updates).
 LIVE_GROUP_FIELDS = ("InstanceType", "LifeCycleConfig", "TrainingPlanArn")
 LIVE_TOP_FIELDS = ("NodeRecovery", "NodeProvisioningMode")
 # Group fields with their own comparison, or none.
@@ -110,9 +112,7 @@ def update_request(
     return {"ClusterName": new["ClusterName"], **request}, unset
 
 
-def tag_changes(
-    old: dict[str, Any] | None, new: dict[str, Any]
-) -> tuple[list[dict[str, str]], list[str]]:
+def tag_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
     """Tags to add or overwrite, and tag keys to delete."""
     old_tags = {tag["Key"]: tag["Value"] for tag in (old or {}).get("Tags", [])}
     new_tags = {tag["Key"]: tag["Value"] for tag in new.get("Tags", [])}
@@ -133,7 +133,9 @@ def _group_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
     kubernetes, wanted = live.get("KubernetesConfig") or {}, new.get("KubernetesConfig") or {}
     if "DesiredLabels" in kubernetes and kubernetes["DesiredLabels"] != wanted.get("Labels", {}):
         found.append("KubernetesConfig.Labels")
-    if "DesiredTaints" in kubernetes and _taints(kubernetes["DesiredTaints"]) != _taints(wanted.get("Taints", [])):
+    if "DesiredTaints" in kubernetes and _taints(kubernetes["DesiredTaints"]) != _taints(
+        wanted.get("Taints", [])
+    ):
         found.append("KubernetesConfig.Taints")
     return found
 

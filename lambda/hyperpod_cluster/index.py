@@ -42,7 +42,8 @@ CLUSTER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 READY = "InService"
 DELETING = "Deleting"
 FAILED = "Failed"
-# Statuses that end on their own; an update waits them out. RollingBack fails a create (its own create failed).
+# Statuses that end on their own; an update waits them out. RollingBack fails a create (its own create
+# failed).
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
 # Who created a cluster: CloudFormation's own identity of this resource. Tag keys may not start with "aws:".
 OWNER_STACK_TAG = "ray-on-hyperpod:cfn-stack-id"
@@ -52,9 +53,10 @@ STARTED_AT = "HyperPodStartedAt"
 RECONCILE = "HyperPodReconcile"
 BUDGET_ENV = "WAIT_BUDGET_SECONDS"
 DEFAULT_BUDGET_SECONDS = 45 * 60
-# Standard mode retries throttling and transient errors with backoff. Worst case per call: 5 attempts x (5 s
-# connect + 20 s read) + 4 backoffs of at most 20 s = 205 s, inside the 300 s handler timeout, so on_event
-# always lives to check whether a create whose response was lost made a cluster.
+# Standard mode retries throttling and transient errors with backoff. Worst case per call: 6 attempts (the
+# first
+# and 5 retries) x (5 s connect + 20 s read) + 5 backoffs of at most 20 s = 250 s, inside the 300 s handler
+# timeout, so on_event lives to check whether a create whose response was lost made a cluster.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
 # Last status logged per (request, cluster), so a warm container logs transitions, not every poll.
@@ -62,7 +64,7 @@ _last_status: dict[tuple[str, str], str] = {}
 
 
 class ClusterFailedError(RuntimeError):
-    """The cluster reached Failed (or RollingBack during its creation); the message carries its FailureMessage."""
+    """The cluster reached Failed (or RollingBack while created); the message carries its FailureMessage."""
 
 
 class ClusterNotOwnedError(RuntimeError):
@@ -140,7 +142,8 @@ def _adopt(event: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     if any(tags.get(key) != value for key, value in owner.items()):
         found = {key: tags.get(key, "<none>") for key in owner}
         raise ClusterNotOwnedError(
-            f"HyperPod cluster {name!r} already exists in this account and region and was not created by this "
+            f"HyperPod cluster {name!r} already exists in this account and region and was not created by "
+            "this "
             f"resource (its tags {found} are not {owner}). Choose another hyperpod.cluster_name, or delete "
             "that cluster if it is yours."
         )
@@ -286,7 +289,8 @@ def _check_budget(event: dict[str, Any], name: str, status: str, differences: li
         )
     raise BudgetExceededError(
         f"HyperPod cluster {name!r} is {waited}{pending}, past what one CloudFormation custom resource may "
-        "wait. With hyperpod.node_provisioning_mode=Continuous the cluster is InService once its cluster-level "
+        "wait. With hyperpod.node_provisioning_mode=Continuous the cluster is InService once its "
+        "cluster-level "
         "resources are ready; see the README's HyperPod section."
     )
 

@@ -80,7 +80,7 @@ def _verdict(name: str, timeout_seconds: int) -> dict[str, Any]:
 
 
 def _past_deadline(created: Any, timeout_seconds: int) -> bool:
-    """The wait began after the cluster was created, so creation time + timeout is a deadline on the safe side."""
+    """The wait began after the cluster was created: creation time + timeout errs on the safe side."""
     if not isinstance(created, datetime):
         return False
     return time.time() > created.timestamp() + timeout_seconds - DEADLINE_MARGIN_SECONDS
@@ -99,15 +99,17 @@ def _node_failures(name: str) -> list[str]:
 
 
 def _signal(url: str, status: str, reason: str, unique_id: str) -> None:
-    """PUT the wait condition signal to its presigned S3 URL (an empty Content-Type, as the URL was signed)."""
-    body = json.dumps({"Status": status, "Reason": reason[:MAX_REASON], "UniqueId": unique_id, "Data": status})
+    """PUT the signal to the presigned S3 URL (an empty Content-Type, as the URL was signed with)."""
+    body = json.dumps(
+        {"Status": status, "Reason": reason[:MAX_REASON], "UniqueId": unique_id, "Data": status}
+    )
     request = urllib.request.Request(url, data=body.encode(), method="PUT", headers={"Content-Type": ""})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a presigned https URL)
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 
 
 def _stop(rule_arn: str) -> None:
-    """Disable this poller's own rule: the wait condition takes one signal, later polls would only cost calls."""
+    """Disable this poller's own rule: the wait condition takes one signal; more polls only cost calls."""
     if not rule_arn:
         return
     try:

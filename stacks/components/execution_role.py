@@ -100,7 +100,9 @@ class NodeExecutionRole(Construct):
                 actions=[ENI_PERMISSION_CREATE],
                 resources=[wild["network_interfaces"]],
             ),
-            iam.PolicyStatement(sid="HyperPodEniPermissionDelete", actions=[ENI_PERMISSION_DELETE], resources=["*"]),
+            iam.PolicyStatement(
+                sid="HyperPodEniPermissionDelete", actions=[ENI_PERMISSION_DELETE], resources=["*"]
+            ),
             iam.PolicyStatement(sid="Describe", actions=DESCRIBE_ACTIONS, resources=["*"]),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(sid="EcrPull", actions=IMAGE_PULL_ACTIONS, resources=[wild["repositories"]]),

@@ -32,7 +32,7 @@ SERVICE_TIMEOUT = cdk.Duration.minutes(60)
 QUERY_INTERVAL = cdk.Duration.seconds(30)
 WAIT_BUDGET = cdk.Duration.minutes(45)
 TOTAL_TIMEOUT = cdk.Duration.minutes(50)
-# One invocation makes at most four API calls of at most 205 s each with retries; 300 s covers the usual case
+# One invocation makes at most four API calls of at most 250 s each with retries; 300 s covers the usual case
 # and lets on_event check for a cluster that a lost create response made (handler README).
 HANDLER_TIMEOUT = cdk.Duration.minutes(5)
 HYPERPOD_SERVICE = "hyperpod.sagemaker.amazonaws.com"

@@ -19,7 +19,8 @@ from constructs import Construct
 from ..nag import acknowledge
 from . import HANDLER_RUNTIME, nag_resource
 
-# Every 5 minutes: 12 DescribeCluster calls an hour (ListClusterNodes only once, when giving up), cheap next to
+# Every 5 minutes: 12 DescribeCluster calls an hour (ListClusterNodes only once, when giving up), cheap next
+# to
 # a 2-hour deep health check, and a deployment learns its nodes are up at most 5 minutes late.
 POLL_RATE = cdk.Duration.minutes(5)
 POLLER_TIMEOUT = cdk.Duration.minutes(2)
@@ -46,7 +47,9 @@ class NodeWait(Construct):
         if not 0 < seconds <= MAX_WAIT.to_seconds():
             raise ValueError(f"a wait condition times out after 1 s to 12 h, not {seconds} s")
         handle = cdk.CfnWaitConditionHandle(self, "Handle")
-        self.condition = cdk.CfnWaitCondition(self, "Condition", handle=handle.ref, timeout=str(seconds), count=1)
+        self.condition = cdk.CfnWaitCondition(
+            self, "Condition", handle=handle.ref, timeout=str(seconds), count=1
+        )
         # The wait starts once the cluster resource is InService; on delete it goes first, at once.
         self.condition.node.add_dependency(cluster)
         self.poller = self._poller(handler_dir, log_retention)
@@ -79,7 +82,9 @@ class NodeWait(Construct):
             self,
             "DisableSchedule",
             roles=[self.poller.role],
-            statements=[iam.PolicyStatement(actions=["events:DisableRule"], resources=[self.schedule.rule_arn])],
+            statements=[
+                iam.PolicyStatement(actions=["events:DisableRule"], resources=[self.schedule.rule_arn])
+            ],
         )
 
     def _poller(self, handler_dir: Path, log_retention: logs.RetentionDays) -> lambda_.Function:
@@ -98,8 +103,10 @@ class NodeWait(Construct):
         acknowledge(
             role,
             "AwsSolutions-IAM5",
-            "A HyperPod cluster ARN ends in an id SageMaker generates at creation (cluster/<id>), unknown when "
-            "this policy is written, so the read-only DescribeCluster and ListClusterNodes name this account's "
+            "A HyperPod cluster ARN ends in an id SageMaker generates at creation (cluster/<id>), unknown "
+            "when "
+            "this policy is written, so the read-only DescribeCluster and ListClusterNodes name this "
+            "account's "
             "and region's clusters.",
             nag_resource(self, clusters),
         )
