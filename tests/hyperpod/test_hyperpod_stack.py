@@ -454,6 +454,48 @@ def test_on_create_script_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
+def _run_on_create_functions(body: str) -> str:
+    """Source on_create.sh under `set -u` (as it runs), node commands replaced by shell functions."""
+    script = SCRIPTS_DIR / "on_create.sh"
+    program = f'set -Eeuo pipefail\nsource {script}\nsleep() {{ :; }}\nlog() {{ echo "$*"; }}\n{body}'
+    result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout
+
+
+def test_on_create_waits_for_the_images_own_nvme_mount() -> None:
+    out = _run_on_create_functions(
+        "has_instance_store() { return 0; }\n"
+        "calls=0; mountpoint() { calls=$((calls + 1)); ((calls >= 4)); }\n"
+        "wait_for_nvme_mount"
+    )
+    assert out.strip() == "/opt/dlami/nvme mounted (waited 15s)"  # three 5 s polls, no mkfs or mdadm
+
+
+def test_on_create_gives_up_on_the_nvme_after_120_seconds_and_skips_instances_without_one() -> None:
+    out = _run_on_create_functions(
+        "has_instance_store() { return 0; }\nmountpoint() { return 1; }\nwait_for_nvme_mount"
+    )
+    assert out.strip() == "/opt/dlami/nvme not mounted after 120s; using /opt/sagemaker if it is mounted"
+    out = _run_on_create_functions("has_instance_store() { return 1; }\nwait_for_nvme_mount")
+    assert out.strip() == "no instance-store NVMe on this instance"
+
+
+def test_on_create_bind_step_survives_set_u_with_nothing_to_restart() -> None:
+    # No unit active: the restart list stays empty, which bash 4.2 under set -u only allows behind a guard.
+    out = _run_on_create_functions(
+        "systemctl() { return 1; }\nmountpoint() { return 0; }\nbind_state_dirs /opt/sagemaker"
+    )
+    assert out.split("\n")[:2] == [
+        "/var/lib/containerd already mounted; leaving it",
+        "/var/lib/kubelet already mounted; leaving it",
+    ]
+
+
+def test_on_create_uses_no_mdadm_or_mkfs() -> None:
+    text = (SCRIPTS_DIR / "on_create.sh").read_text()
+    assert "mdadm" not in text and "mkfs" not in text
+
+
 # --- ordering ------------------------------------------------------------------------------------------
 
 
