@@ -1,6 +1,7 @@
 """The whole app's configuration: one object, validated once, passed down to every stack."""
 
 import re
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -58,6 +59,22 @@ class AppConfig(Section):
         if not PREFIX.match(value):
             raise ValueError("must be 3-24 lower-case letters, digits and '-', starting with a letter")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hyperpod_cluster_named_after_prefix(cls, values: Any) -> Any:
+        """HyperPod cluster names are unique per account and region: deriving the default from the prefix lets
+        two deployments (two prefixes) live side by side, instead of the second adopting or failing on
+        the first."""
+        if not isinstance(values, dict):
+            return values
+        prefix = values.get("prefix", cls.model_fields["prefix"].default)
+        hyperpod = values.get("hyperpod", {})
+        # An invalid prefix is reported once, on prefix, not again on the cluster name.
+        unnamed = isinstance(hyperpod, dict) and "cluster_name" not in hyperpod
+        if unnamed and isinstance(prefix, str) and PREFIX.match(prefix):
+            return {**values, "hyperpod": {**hyperpod, "cluster_name": prefix}}
+        return values
 
     @model_validator(mode="after")
     def _azs_need_region(self) -> "AppConfig":

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
+from .instance_types import accelerators
 
 # SageMaker's own patterns for ClusterName and InstanceGroupName (botocore service model).
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -13,6 +14,13 @@ INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 TRAINING_PLAN_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[a-z0-9-]+$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 DeepHealthCheck = Literal["InstanceStress", "InstanceConnectivity"]
+# Deep health checks exercise accelerators (DCGM on NVIDIA GPUs, the Neuron stack on Trainium); HyperPod
+# runs them only on GPU (ml.p*, ml.g*) and Trainium (ml.trn*) instance types.
+ACCELERATED_FAMILY = re.compile(r"ml\.(p|g|trn)\d[a-z0-9-]*\.[a-z0-9]+")
+# InstanceConnectivity tests the links between instances of a group: it needs at least two.
+MIN_CONNECTIVITY_COUNT = 2
+# CloudFormation's longest wait condition: 12 hours.
+MAX_NODE_WAIT_MINUTES = 720
 
 
 def check_name(value: str) -> str:
@@ -75,6 +83,31 @@ class InstanceGroupConfig(Section):
             raise ValueError("lists a deep health check twice")
         return checks
 
+    @model_validator(mode="after")
+    def _deep_checks_fit_the_group(self) -> "InstanceGroupConfig":
+        problems = []
+        if self.deep_health_checks and not is_accelerated(self.instance_type):
+            problems.append(
+                f"deep_health_checks {list(self.deep_health_checks)} on {self.instance_type}: HyperPod runs "
+                "deep "
+                "health checks only on GPU (ml.p*, ml.g*) or Trainium (ml.trn*) instance types; remove them"
+            )
+        if "InstanceConnectivity" in self.deep_health_checks and self.count < MIN_CONNECTIVITY_COUNT:
+            problems.append(
+                f"deep_health_checks InstanceConnectivity with count={self.count}: the connectivity check "
+                "needs "
+                f"a group of at least {MIN_CONNECTIVITY_COUNT} instances; raise count or drop "
+                "InstanceConnectivity"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def is_accelerated(instance_type: str) -> bool:
+    """True for GPU and Trainium instance types, the only ones deep health checks run on."""
+    return accelerators(instance_type).gpus > 0 or bool(ACCELERATED_FAMILY.fullmatch(instance_type))
+
 
 def _default_groups() -> tuple[InstanceGroupConfig, ...]:
     return (
@@ -102,7 +135,8 @@ class DependencyChartConfig(Section):
         "local: a chart directory on this machine (air-gapped deploys).",
     )
     repository: str = "https://github.com/aws/sagemaker-hyperpod-cli.git"
-    commit: str = "067d658b2d5c3d347afbadd75e1425214e965dcb"
+    # Tag v3.9.0 of aws/sagemaker-hyperpod-cli (a release): README "HyperPod" says how to bump it.
+    commit: str = "b01cf90676553a711ab1a8ac51422adbb09aef6b"
     chart_path: str = "helm_chart/HyperPodHelmChart"
     local_path: str | None = None
     content_sha256: str | None = Field(
@@ -133,10 +167,30 @@ class DependencyChartConfig(Section):
 
 
 class HyperPodConfig(Section):
-    cluster_name: str = "ray-hyperpod"
+    cluster_name: str = Field(
+        default="ray-hyperpod",
+        description="Unique per account and region; the app config defaults it to the app prefix.",
+    )
     instance_groups: tuple[InstanceGroupConfig, ...] = Field(default_factory=_default_groups, min_length=1)
     node_recovery: Literal["Automatic", "None"] = "Automatic"
-    node_provisioning_mode: Literal["Continuous"] | None = None
+    node_provisioning_mode: Literal["Continuous"] | None = Field(
+        default="Continuous",
+        description="Continuous: the cluster is InService once its cluster-level resources are ready and "
+        "instances join as they pass their checks (EKS only); null: InService only once every instance is "
+        "up, "
+        "which deep health checks on GPUs can push past CloudFormation's hour.",
+    )
+    wait_for_nodes: bool = Field(
+        default=False,
+        description="Hold the deployment until every instance group reaches its count (a CloudFormation wait "
+        "condition of up to node_wait_minutes, signalled by a poller), instead of returning at InService.",
+    )
+    node_wait_minutes: int = Field(
+        default=MAX_NODE_WAIT_MINUTES,
+        ge=15,
+        le=MAX_NODE_WAIT_MINUTES,
+        description="How long wait_for_nodes waits (CloudFormation allows at most 12 h).",
+    )
     dependency_chart: DependencyChartConfig = DependencyChartConfig()
 
     _name = field_validator("cluster_name")(check_name)

@@ -18,6 +18,13 @@ class NetworkConfig(Section):
         default=None, description="Import this VPC instead of creating one (needs a context lookup)."
     )
     flow_log_retention_days: int = 30
+    compute_subnet_index: int = Field(
+        default=0,
+        ge=0,
+        description="Which private subnet (so which AZ, in the VPC's AZ order) holds the HyperPod nodes and "
+        "the "
+        "FSx file system; they must share it. Pick the AZ of your capacity reservation or training plan.",
+    )
 
     @field_validator("vpc_cidr")
     @classmethod
@@ -39,4 +46,14 @@ class NetworkConfig(Section):
     def _nat_per_az(self) -> "NetworkConfig":
         if self.nat_gateways > self.az_count:
             raise ValueError(f"nat_gateways ({self.nat_gateways}) must be <= az_count ({self.az_count})")
+        return self
+
+    @model_validator(mode="after")
+    def _compute_subnet_exists(self) -> "NetworkConfig":
+        # A created VPC has one private subnet per AZ; an imported one is checked when it is looked up.
+        if self.existing_vpc_id is None and self.compute_subnet_index >= self.az_count:
+            raise ValueError(
+                f"compute_subnet_index ({self.compute_subnet_index}) must be < az_count ({self.az_count}): "
+                "the VPC has one private subnet per AZ"
+            )
         return self

@@ -5,10 +5,13 @@
 #
 # What it does, each step safe to run again:
 #   1. System settings for Kubernetes density and EFA/NCCL collectives (sysctl.d drop-in).
-#   2. Puts containerd's and kubelet's state on the node's fast, large disk: the instance-store NVMe
-#      (RAID 0 over all devices, mounted at /opt/dlami/nvme) when the instance has one, else the
-#      secondary EBS volume HyperPod mounts at /opt/sagemaker (InstanceStorageConfigs). Bind mounts keep
-#      the stock containerd configuration untouched on both AL2 and AL2023 images.
+#   2. Puts containerd's and kubelet's state on the node's fast, large disk: the instance-store NVMe that the
+#      HyperPod image mounts itself at /opt/dlami/nvme (RAID 0 over all devices) when the instance has one,
+#      else the secondary EBS volume HyperPod mounts at /opt/sagemaker (InstanceStorageConfigs). The image
+#      mounts the NVMe early in boot but not always before this script runs: wait for it (up to 120 s, as
+#      AWS's own lifecycle scripts do) rather than format the disks here and race it. Bind mounts keep the
+#      stock containerd configuration untouched on both AL2 and AL2023 images.
+# Bash 4.2 compatible under set -u (AL2): no empty-array expansions without a guard.
 set -Eeuo pipefail  # -E: the ERR trap also fires inside functions
 
 readonly LOG_DIR=/var/log/provision
@@ -17,10 +20,8 @@ readonly NVME_MOUNT=/opt/dlami/nvme
 readonly EBS_MOUNT=/opt/sagemaker
 readonly SYSCTL_FILE=/etc/sysctl.d/99-hyperpod-ray.conf
 readonly STATE_DIRS=(/var/lib/containerd /var/lib/kubelet)
-
-mkdir -p "$LOG_DIR"
-# Everything below also lands in the provisioning log, which HyperPod ships to CloudWatch Logs.
-exec > >(tee -a "$LOG_FILE") 2>&1
+readonly MOUNT_WAIT_SECONDS=120
+readonly MOUNT_POLL_SECONDS=5
 
 log() {
   printf '%s [on_create] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"
@@ -55,43 +56,34 @@ EOF
   log "sysctl settings written to $SYSCTL_FILE"
 }
 
-instance_store_devices() {
-  # NVMe instance-store disks that carry no filesystem yet; EBS volumes report another model string.
-  local dev
-  for dev in /dev/nvme*n1; do
-    [[ -b "$dev" ]] || continue
-    if [[ "$(cat "/sys/block/${dev#/dev/}/device/model" 2>/dev/null)" == *"Instance Storage"* ]] &&
-      ! blkid "$dev" >/dev/null 2>&1; then
-      echo "$dev"
+has_instance_store() {
+  # NVMe instance-store disks report this model string; EBS volumes report another.
+  local model
+  for model in /sys/block/nvme*n1/device/model; do
+    [[ -r "$model" ]] || continue
+    if [[ "$(cat "$model")" == *"Instance Storage"* ]]; then
+      return 0
     fi
   done
+  return 1
 }
 
-prepare_nvme() {
-  # Images usually mount the instance store themselves; only format it when nobody has.
-  if mountpoint -q "$NVME_MOUNT"; then
-    log "$NVME_MOUNT already mounted"
+wait_for_nvme_mount() {
+  # Only instances with an instance store get the image's NVMe mount; waiting on others would only cost time.
+  if ! has_instance_store; then
+    log "no instance-store NVMe on this instance"
     return 0
   fi
-  local devices
-  mapfile -t devices < <(instance_store_devices)
-  if ((${#devices[@]} == 0)); then
-    log "no unused instance-store NVMe devices"
-    return 0
-  fi
-  local target="${devices[0]}"
-  if ((${#devices[@]} > 1)); then
-    if ! command -v mdadm >/dev/null; then
-      log "mdadm missing: using only ${target} of ${#devices[@]} NVMe devices"
-    else
-      target=/dev/md/hyperpod-nvme
-      mdadm --create "$target" --run --level=0 --raid-devices="${#devices[@]}" "${devices[@]}"
+  local waited=0
+  until mountpoint -q "$NVME_MOUNT"; do
+    if ((waited >= MOUNT_WAIT_SECONDS)); then
+      log "$NVME_MOUNT not mounted after ${MOUNT_WAIT_SECONDS}s; using $EBS_MOUNT if it is mounted"
+      return 0
     fi
-  fi
-  mkfs.xfs -f "$target"
-  mkdir -p "$NVME_MOUNT"
-  mount -o noatime "$target" "$NVME_MOUNT"
-  log "formatted ${devices[*]} as $target and mounted it at $NVME_MOUNT"
+    sleep "$MOUNT_POLL_SECONDS"
+    waited=$((waited + MOUNT_POLL_SECONDS))
+  done
+  log "$NVME_MOUNT mounted (waited ${waited}s)"
 }
 
 state_disk() {
@@ -106,11 +98,12 @@ state_disk() {
 }
 
 bind_state_dirs() {
-  local disk=$1 restart=() unit dir target
+  local disk=$1 unit dir target
+  local -a restart=()
   # Moving a running containerd's root underneath it corrupts its state: stop, move, start again.
   for unit in kubelet containerd; do
     if systemctl is-active --quiet "$unit"; then
-      restart=("$unit" "${restart[@]}")
+      restart=("$unit" ${restart[@]+"${restart[@]}"})
       systemctl stop "$unit"
     fi
   done
@@ -120,6 +113,12 @@ bind_state_dirs() {
       log "$dir already mounted; leaving it"
       continue
     fi
+    # State a previous image left on a disk that survived (a reused EBS volume, an AL2 -> AL2023 change)
+    # does not match this image's containerd and kubelet: start from what this image ships.
+    if [[ -e "$target" ]]; then
+      log "clearing stale $target"
+      rm -rf --one-file-system "$target"
+    fi
     mkdir -p "$dir" "$target"
     # Keep what the image pre-pulled (pause image, add-on images) before mounting over it.
     cp -a "${dir}/." "${target}/"
@@ -127,15 +126,18 @@ bind_state_dirs() {
     mount --bind "$target" "$dir"
     log "$dir now on $target"
   done
-  for unit in "${restart[@]}"; do
+  for unit in ${restart[@]+"${restart[@]}"}; do
     systemctl start "$unit"
   done
 }
 
 main() {
+  mkdir -p "$LOG_DIR"
+  # Everything below also lands in the provisioning log, which HyperPod ships to CloudWatch Logs.
+  exec > >(tee -a "$LOG_FILE") 2>&1
   log "start on $(hostname)"
   configure_sysctls
-  prepare_nvme
+  wait_for_nvme_mount
   local disk
   disk=$(state_disk)
   if [[ -n "$disk" ]]; then
@@ -146,4 +148,7 @@ main() {
   log "done"
 }
 
-main "$@"
+# Run when executed (HyperPod runs it as a file); sourcing only defines the functions (the tests do).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

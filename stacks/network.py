@@ -24,10 +24,18 @@ class NetworkStack(cdk.Stack):
         self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         # HyperPod nodes and FSx share one subnet (one AZ): EFA traffic does not cross AZs, and Lustre clients
         # next to their file system avoid cross-AZ latency and charges. EKS still gets every private subnet.
-        self.compute_subnet = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets[
-            0
-        ]
+        # The index comes from config (the AZ of a capacity reservation or training plan); default: the first.
+        self.compute_subnet = self._compute_subnet(config.compute_subnet_index)
         self.node_security_group = self._node_security_group()
+
+    def _compute_subnet(self, index: int) -> ec2.ISubnet:
+        subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+        if index >= len(subnets):  # only an imported VPC gets here; a created one is checked in config
+            raise ValueError(
+                f"config error: network.compute_subnet_index = {index}: VPC {self.vpc.vpc_id} has "
+                f"{len(subnets)} private subnets"
+            )
+        return subnets[index]
 
     def _create_vpc(self, config: NetworkConfig) -> ec2.IVpc:
         # Half the range for private subnets, spread over the AZs: HyperPod nodes and every pod take a VPC

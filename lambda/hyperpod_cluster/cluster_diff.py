@@ -1,6 +1,8 @@
-"""Turn an old and a new CreateCluster request into what UpdateCluster and tagging can apply.
+"""Compare the live cluster (DescribeCluster) with the requested one: what is create-only, what to update.
 
-Pure functions over already-coerced requests, so the update rules are testable without a client.
+Pure functions over already-coerced requests and DescribeCluster answers, so the update rules are testable
+without a client. Decisions start from the live cluster, not from CloudFormation's old properties: a
+rollback's properties describe what CloudFormation believes, the live cluster what is.
 """
 
 from __future__ import annotations
@@ -10,8 +12,17 @@ from typing import Any
 from cfn_coerce import item_label
 
 # Fields HyperPod fixes at creation. ClusterName is handled apart: a new name means a new cluster.
+# InstanceType
+# is not here: UpdateCluster changes an existing group's instance type (HyperPod's update-cluster guide).
 CREATE_ONLY_TOP = ("VpcConfig", "Orchestrator")
-CREATE_ONLY_GROUP = ("InstanceType", "ExecutionRole", "ThreadsPerCore")
+CREATE_ONLY_GROUP = ("ExecutionRole", "ThreadsPerCore")
+# Group fields DescribeCluster echoes as they were requested; compared with the live cluster. A field the live
+# answer leaves out is not compared (it cannot be told apart from "unchanged", and guessing would loop
+# updates).
+LIVE_GROUP_FIELDS = ("InstanceType", "LifeCycleConfig", "TrainingPlanArn")
+LIVE_TOP_FIELDS = ("NodeRecovery", "NodeProvisioningMode")
+# Group fields with their own comparison, or none.
+SPECIAL_GROUP_FIELDS = {"InstanceGroupName", "InstanceCount", "OnStartDeepHealthChecks", "KubernetesConfig"}
 # Applied by other means (tagging) or not part of the UpdateCluster request body.
 NOT_UPDATED = {"ClusterName", "Tags", "InstanceGroups", "InstanceGroupsToDelete", *CREATE_ONLY_TOP}
 
@@ -20,63 +31,123 @@ class CreateOnlyChangeError(ValueError):
     """The new properties change a field that only a new cluster can take."""
 
 
-def create_only_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Paths of create-only fields whose value differs, e.g. `InstanceGroups[workers].InstanceType`."""
-    changes = [path for key in CREATE_ONLY_TOP for path in _diff(old.get(key), new.get(key), key)]
-    old_groups = _groups(old)
+def create_only_changes(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Paths of create-only fields where the request differs from the live cluster, e.g.
+    `InstanceGroups[workers].ExecutionRole`. A rollback to what the cluster already has yields none."""
+    changes = [
+        path
+        for key in CREATE_ONLY_TOP
+        if key in live and key in new
+        for path in _diff(live[key], new[key], key)
+    ]
+    live_groups = _groups(live)
     for name, group in _groups(new).items():
-        if name not in old_groups:
-            continue  # a new group may have any type and role.
+        if name not in live_groups:
+            continue  # a new group may have any role and threads per core.
         for key in CREATE_ONLY_GROUP:
-            prefix = f"InstanceGroups[{name}].{key}"
-            changes += _diff(old_groups[name].get(key), group.get(key), prefix)
+            if key in live_groups[name]:
+                changes += _diff(live_groups[name][key], group.get(key), f"InstanceGroups[{name}].{key}")
     return changes
 
 
-def describe_create_only(old: dict[str, Any], new: dict[str, Any], paths: list[str]) -> str:
+def describe_create_only(name: str, paths: list[str]) -> str:
     """An error message that names the fields and says what a user can do about them."""
-    fields = ", ".join(paths)
     return (
-        f"Cannot update HyperPod cluster {old.get('ClusterName')!r}: {fields} "
-        "is create-only. Rename the cluster (ClusterName) to replace it with a new one, "
-        "or restore the old value."
+        f"Cannot update HyperPod cluster {name!r}: {', '.join(paths)} is create-only. Rename the cluster "
+        "(hyperpod.cluster_name) to replace it with a new one, or restore the old value. Nothing was changed."
     )
 
 
-def update_request(
-    old: dict[str, Any], new: dict[str, Any], update_members: set[str]
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """The UpdateCluster request (None if nothing to update) and the top-level keys it cannot unset.
+def live_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What the live cluster still lacks of the request: groups to add or remove, counts, fields, settings."""
+    live_groups, new_groups = _groups(live), _groups(new)
+    found = [f"InstanceGroups[{n}] missing" for n in new_groups if n not in live_groups]
+    found += [f"InstanceGroups[{n}] to delete" for n in live_groups if n not in new_groups]
+    for name, group in new_groups.items():
+        if name in live_groups:
+            found += [f"InstanceGroups[{name}].{f}" for f in _group_differences(live_groups[name], group)]
+    found += [key for key in LIVE_TOP_FIELDS if key in live and key in new and live[key] != new[key]]
+    return found
 
-    Only new or changed groups are sent: an unchanged group needs no update, and sending it
-    would only widen what the service has to reconcile.
+
+def update_request(
+    live: dict[str, Any], old: dict[str, Any] | None, new: dict[str, Any], update_members: set[str]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The UpdateCluster request that brings the live cluster to `new` (None if it already matches), and the
+    top-level keys it cannot unset.
+
+    Groups are sent when the live cluster differs in a field it reports, or when the old properties differ in
+    one it does not report (storage, image): an unchanged group is never sent, since the service would have
+    to reconcile it for nothing.
     """
     request: dict[str, Any] = {}
-    old_groups, new_groups = _groups(old), _groups(new)
-    changed = [group for name, group in new_groups.items() if old_groups.get(name) != group]
+    live_groups, new_groups = _groups(live), _groups(new)
+    old_groups = _groups(old or {})
+    changed = [
+        group
+        for name, group in new_groups.items()
+        if name not in live_groups
+        or _group_differences(live_groups[name], group)
+        or _unreported(old_groups.get(name, group)) != _unreported(group)
+    ]
     if changed:
         request["InstanceGroups"] = changed
-    removed = [name for name in old_groups if name not in new_groups]
+    removed = [name for name in live_groups if name not in new_groups]
     if removed:
         request["InstanceGroupsToDelete"] = removed
     unset = []
     for key in sorted(update_members - NOT_UPDATED):
-        if key in new and new[key] != old.get(key):
+        if key in LIVE_TOP_FIELDS and key in live:
+            current = live[key]
+        elif old is not None:
+            current = old.get(key)
+        else:
+            continue  # adopting, and the live answer does not show it: nothing to compare with
+        if key in new and new[key] != current:
             request[key] = new[key]
-        elif key in old and key not in new:
+        elif key not in new and current is not None:
             unset.append(key)  # UpdateCluster has no way to clear a setting; it keeps its value.
     if not request:
         return None, unset
     return {"ClusterName": new["ClusterName"], **request}, unset
 
 
-def tag_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
+def tag_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
     """Tags to add or overwrite, and tag keys to delete."""
-    old_tags = {tag["Key"]: tag["Value"] for tag in old.get("Tags", [])}
+    old_tags = {tag["Key"]: tag["Value"] for tag in (old or {}).get("Tags", [])}
     new_tags = {tag["Key"]: tag["Value"] for tag in new.get("Tags", [])}
     to_add = [{"Key": k, "Value": v} for k, v in new_tags.items() if old_tags.get(k) != v]
     to_delete = [k for k in old_tags if k not in new_tags]
     return to_add, to_delete
+
+
+def _group_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    found = []
+    # TargetCount is what the service is working towards; CurrentCount lags while instances provision.
+    if live.get("TargetCount", live.get("CurrentCount")) != new.get("InstanceCount"):
+        found.append("InstanceCount")
+    found += [key for key in LIVE_GROUP_FIELDS if key in live and live[key] != new.get(key)]
+    checks = live.get("OnStartDeepHealthChecks")
+    if checks is not None and sorted(checks) != sorted(new.get("OnStartDeepHealthChecks", [])):
+        found.append("OnStartDeepHealthChecks")
+    kubernetes, wanted = live.get("KubernetesConfig") or {}, new.get("KubernetesConfig") or {}
+    if "DesiredLabels" in kubernetes and kubernetes["DesiredLabels"] != wanted.get("Labels", {}):
+        found.append("KubernetesConfig.Labels")
+    if "DesiredTaints" in kubernetes and _taints(kubernetes["DesiredTaints"]) != _taints(
+        wanted.get("Taints", [])
+    ):
+        found.append("KubernetesConfig.Taints")
+    return found
+
+
+def _unreported(group: dict[str, Any]) -> dict[str, Any]:
+    """The group's fields that DescribeCluster does not echo back, or that are compared elsewhere."""
+    skip = SPECIAL_GROUP_FIELDS | set(LIVE_GROUP_FIELDS) | set(CREATE_ONLY_GROUP)
+    return {key: value for key, value in group.items() if key not in skip}
+
+
+def _taints(taints: list[dict[str, str]]) -> list[tuple[str, str, str]]:
+    return sorted((t.get("Key", ""), t.get("Value", ""), t.get("Effect", "")) for t in taints)
 
 
 def _groups(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

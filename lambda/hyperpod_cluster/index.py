@@ -1,26 +1,37 @@
 """CloudFormation custom resource for a SageMaker HyperPod cluster, for the CDK Provider framework.
 
-`on_event` starts the change and returns at once; `is_complete` is polled by the framework until
-the cluster is InService (create, update) or gone (delete). Both are stateless: everything they
-need is in the event and in `describe_cluster`, so any poll can run in a fresh Lambda container.
+Create: `create_cluster`, tagged with this resource's identity (stack id + logical id); a name already in use
+is adopted when those tags say this resource created it (a retry after a lost response), refused otherwise.
+Update: decided from the live cluster (`describe_cluster`), so a rollback to what the cluster already is
+succeeds without a call; a create-only change fails before any call that changes anything; a busy cluster is
+waited for. Delete: `delete_cluster`, re-issued until the service accepts it. The physical id is the name.
+
+`on_event` starts the change and returns at once; `is_complete` is polled by the framework until the cluster
+is InService and matches the request (create, update) or is gone (delete). Both are stateless: what they need
+is in the event (the framework merges `on_event`'s answer into it) and in `describe_cluster`. Each request has
+a wall-clock budget (`WAIT_BUDGET_SECONDS`), below CloudFormation's hour, after which it fails with a message
+that says what to do, instead of CloudFormation's bare timeout.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import sys
+import time
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from cfn_coerce import ConfigError, coerce_request
 from cluster_diff import (
     CreateOnlyChangeError,
     create_only_changes,
     describe_create_only,
+    live_differences,
     tag_changes,
     update_request,
 )
@@ -30,17 +41,38 @@ IGNORED_PROPERTIES = {"ServiceToken"}
 CLUSTER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 READY = "InService"
 DELETING = "Deleting"
-FAILED = {"Failed", "RollingBack"}
-# Standard mode retries throttling and transient errors with backoff; each invocation stays short,
-# since the framework polls again anyway.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=30)
+FAILED = "Failed"
+# Statuses that end on their own; an update waits them out. RollingBack fails a create (its own create
+# failed).
+BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
+# Who created a cluster: CloudFormation's own identity of this resource. Tag keys may not start with "aws:".
+OWNER_STACK_TAG = "ray-on-hyperpod:cfn-stack-id"
+OWNER_LOGICAL_TAG = "ray-on-hyperpod:cfn-logical-id"
+# Keys on_event adds to its answer; the framework merges them into every is_complete event.
+STARTED_AT = "HyperPodStartedAt"
+RECONCILE = "HyperPodReconcile"
+BUDGET_ENV = "WAIT_BUDGET_SECONDS"
+DEFAULT_BUDGET_SECONDS = 45 * 60
+# Standard mode retries throttling and transient errors with backoff. Worst case per call: 6 attempts (the
+# first
+# and 5 retries) x (5 s connect + 20 s read) + 5 backoffs of at most 20 s = 250 s, inside the 300 s handler
+# timeout, so on_event lives to check whether a create whose response was lost made a cluster.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
 # Last status logged per (request, cluster), so a warm container logs transitions, not every poll.
 _last_status: dict[tuple[str, str], str] = {}
 
 
 class ClusterFailedError(RuntimeError):
-    """The cluster reached Failed or RollingBack; the message carries its FailureMessage."""
+    """The cluster reached Failed (or RollingBack while created); the message carries its FailureMessage."""
+
+
+class ClusterNotOwnedError(RuntimeError):
+    """The cluster name is taken by a cluster this resource did not create."""
+
+
+class BudgetExceededError(RuntimeError):
+    """The request ran out of its wall-clock budget; the message says what is left to do."""
 
 
 @functools.cache
@@ -63,62 +95,130 @@ def is_complete(event: dict[str, Any], context: Any) -> dict[str, Any]:
     cluster = _client().describe_cluster(ClusterName=name)
     status = cluster["ClusterStatus"]
     _log_status(event, name, status)
-    if status in FAILED:
+    if status == FAILED or (status == "RollingBack" and not event.get(RECONCILE)):
         reason = cluster.get("FailureMessage") or "no FailureMessage given"
         raise ClusterFailedError(f"HyperPod cluster {name!r} is {status}: {reason}")
-    if status != READY or not _converged(cluster, _config(event["ResourceProperties"])):
-        return {"IsComplete": False}
-    data = {"ClusterArn": cluster["ClusterArn"], "ClusterName": name, "ClusterStatus": status}
-    return {"IsComplete": True, "Data": data}
+    config = _config(event["ResourceProperties"])
+    differences = live_differences(cluster, config) if status == READY else []
+    if status == READY and not differences:
+        data = {"ClusterArn": cluster["ClusterArn"], "ClusterName": name, "ClusterStatus": status}
+        return {"IsComplete": True, "Data": data}
+    _check_budget(event, name, status, differences)
+    if status == READY and event.get(RECONCILE):
+        # The cluster was busy when on_event ran (or this resource adopted it): apply the change now.
+        _send_update(event, name, cluster, config, _same_cluster_old_config(event, name))
+    return {"IsComplete": False}
 
 
-def _converged(cluster: dict[str, Any], config: dict[str, Any]) -> bool:
-    """True once the described groups match the requested ones.
-
-    The framework calls is_complete right after on_event: an accepted UpdateCluster may still show
-    InService for a moment, so status alone could report an update done before it started.
-    """
-    described = {g["InstanceGroupName"]: g for g in cluster.get("InstanceGroups", [])}
-    wanted = {g["InstanceGroupName"]: g["InstanceCount"] for g in config.get("InstanceGroups", [])}
-    if set(described) != set(wanted):
-        return False
-    return all(described[n].get("TargetCount", count) == count for n, count in wanted.items())
+# --- create -----------------------------------------------------------------------------------------
 
 
 def _create(event: dict[str, Any]) -> dict[str, Any]:
     config = _config(event["ResourceProperties"])
     name = config["ClusterName"]
+    request = {**config, "Tags": _owner_tags(event) + [t for t in config.get("Tags", []) if not _is_owner(t)]}
     try:
-        _client().create_cluster(**config)
+        _client().create_cluster(**request)
     except ClientError as err:
-        if _code(err) == "ResourceInUse":
-            raise RuntimeError(
-                f"HyperPod cluster {name!r} already exists and is not managed by this resource: "
-                "choose another ClusterName, or delete that cluster first"
-            ) from err
-        raise
+        if not _name_in_use(err):
+            raise
+        return _adopt(event, config)
+    except BotoCoreError:
+        # No answer after every retry: the request may still have created the cluster. Adopt it if so;
+        # otherwise fail, and nothing exists.
+        if not _exists(name):
+            raise
+        return _adopt(event, config)
     _log("create_requested", event, name)
-    return {"PhysicalResourceId": name}
+    return _started(name)
+
+
+def _adopt(event: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Take over a cluster of this name if this resource created it (a retry after a lost response)."""
+    name = config["ClusterName"]
+    cluster = _client().describe_cluster(ClusterName=name)
+    tags = _tags(cluster["ClusterArn"])
+    owner = {tag["Key"]: tag["Value"] for tag in _owner_tags(event)}
+    if any(tags.get(key) != value for key, value in owner.items()):
+        found = {key: tags.get(key, "<none>") for key in owner}
+        raise ClusterNotOwnedError(
+            f"HyperPod cluster {name!r} already exists in this account and region and was not created by "
+            "this "
+            f"resource (its tags {found} are not {owner}). Choose another hyperpod.cluster_name, or delete "
+            "that cluster if it is yours."
+        )
+    status = cluster["ClusterStatus"]
+    if status in (DELETING, FAILED):
+        raise RuntimeError(f"HyperPod cluster {name!r} is {status}; deploy again once it is gone")
+    paths = create_only_changes(cluster, config)
+    if paths:
+        raise CreateOnlyChangeError(describe_create_only(name, paths))
+    _log("adopted", event, name, status=status)
+    return {**_started(name), RECONCILE: True}
+
+
+# --- update -----------------------------------------------------------------------------------------
 
 
 def _update(event: dict[str, Any]) -> dict[str, Any]:
     new = _config(event["ResourceProperties"])
-    old = _config(event["OldResourceProperties"])
     name = event["PhysicalResourceId"]
     if new["ClusterName"] != name:
         # Replacement: CloudFormation deletes the old cluster once this one is InService.
         _log("replace", event, name, newCluster=new["ClusterName"])
         return _create(event)
-    paths = create_only_changes(old, new)
-    if paths:
-        raise CreateOnlyChangeError(describe_create_only(old, new, paths))
-    update_members = set(_operation_shape("UpdateCluster").members)
-    request, unset = update_request(old, new, update_members)
-    if request:
-        _call_update(name, request)
-    _retag(name, old, new)
-    _log("update_requested", event, name, updated=sorted(request or {}), unchanged=unset)
-    return {"PhysicalResourceId": name}
+    old = _old_config(event)
+    cluster = _client().describe_cluster(ClusterName=name)
+    paths = create_only_changes(cluster, new)
+    if paths:  # before any call that changes anything, so CloudFormation's rollback finds nothing to undo
+        raise CreateOnlyChangeError(describe_create_only(name, paths))
+    status = cluster["ClusterStatus"]
+    if status not in BUSY and status != READY:
+        reason = cluster.get("FailureMessage") or "no FailureMessage given"
+        raise ClusterFailedError(f"HyperPod cluster {name!r} is {status}: {reason}")
+    _retag(cluster["ClusterArn"], old, new)
+    if status != READY:
+        _log("update_deferred", event, name, status=status)
+        return {**_started(name), RECONCILE: True}
+    sent = _send_update(event, name, cluster, new, old)
+    return {**_started(name), RECONCILE: not sent}
+
+
+def _send_update(
+    event: dict[str, Any],
+    name: str,
+    cluster: dict[str, Any],
+    new: dict[str, Any],
+    old: dict[str, Any] | None = None,
+) -> bool:
+    """UpdateCluster with what the live cluster lacks; False if there was nothing to send or it was busy."""
+    members = set(_operation_shape("UpdateCluster").members)
+    request, unset = update_request(cluster, old, new, members)
+    if request is None:
+        _log("update_not_needed", event, name, unchanged=unset or None)
+        return False
+    try:
+        _client().update_cluster(**request)
+    except ClientError as err:
+        if _code(err) != "ConflictException":
+            raise
+        # Busy (an operation or deep health checks in progress): is_complete tries again.
+        _log("update_deferred", event, name, reason=_message(err))
+        return False
+    _log("update_requested", event, name, updated=sorted(k for k in request if k != "ClusterName"))
+    return True
+
+
+def _retag(arn: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    to_add, to_delete = tag_changes(old, new)
+    if to_add:
+        _client().add_tags(ResourceArn=arn, Tags=to_add)
+    to_delete = [key for key in to_delete if key not in (OWNER_STACK_TAG, OWNER_LOGICAL_TAG)]
+    if to_delete:
+        _client().delete_tags(ResourceArn=arn, TagKeys=to_delete)
+
+
+# --- delete -----------------------------------------------------------------------------------------
 
 
 def _delete(event: dict[str, Any]) -> dict[str, Any]:
@@ -127,11 +227,11 @@ def _delete(event: dict[str, Any]) -> dict[str, Any]:
         _request_delete(event, name)
     else:
         _log("delete_skipped", event, name, reason="physical id is not a cluster name")
-    return {"PhysicalResourceId": name}
+    return {"PhysicalResourceId": name, STARTED_AT: time.time()}
 
 
 def _deleted(event: dict[str, Any], name: str) -> dict[str, Any]:
-    """Done once describe_cluster no longer finds the cluster; re-issue the delete if it never started."""
+    """Done once describe_cluster no longer finds the cluster; re-issue the delete until it is accepted."""
     if not _is_cluster_name(name):
         return {"IsComplete": True}
     try:
@@ -143,8 +243,10 @@ def _deleted(event: dict[str, Any], name: str) -> dict[str, Any]:
         return {"IsComplete": True}
     status = cluster["ClusterStatus"]
     _log_status(event, name, status, failureMessage=cluster.get("FailureMessage"))
+    _check_budget(event, name, status, [])
     if status != DELETING:
-        # A busy cluster refused the delete (ConflictException), or a delete failed: try again.
+        # The service refuses DeleteCluster while an operation runs (ConflictException, e.g. Creating or
+        # Updating), and a Failed cluster needs the delete again: ask on every poll until it is Deleting.
         _request_delete(event, name)
     return {"IsComplete": False}
 
@@ -157,34 +259,71 @@ def _request_delete(event: dict[str, Any], name: str) -> None:
             _log("delete_not_found", event, name)
             return
         if _code(err) == "ConflictException":
-            # Creating/Updating/SystemUpdating: the next is_complete poll asks again.
             _log("delete_deferred", event, name, reason=_message(err))
             return
         raise
     _log("delete_requested", event, name)
 
 
-def _call_update(name: str, request: dict[str, Any]) -> None:
-    try:
-        _client().update_cluster(**request)
-    except ClientError as err:
-        if _code(err) == "ConflictException":
-            raise RuntimeError(
-                f"HyperPod cluster {name!r} cannot be updated now ({_message(err)}); "
-                "deploy again once it is InService"
-            ) from err
-        raise
+# --- budget -----------------------------------------------------------------------------------------
 
 
-def _retag(name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-    to_add, to_delete = tag_changes(old, new)
-    if not (to_add or to_delete):
+def _started(name: str) -> dict[str, Any]:
+    return {"PhysicalResourceId": name, STARTED_AT: time.time()}
+
+
+def _check_budget(event: dict[str, Any], name: str, status: str, differences: list[str]) -> None:
+    """Fail with a useful message before CloudFormation's hour ends with a bare "timed out"."""
+    started = event.get(STARTED_AT)
+    budget = int(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_SECONDS))
+    if started is None or time.time() - float(started) < budget:
         return
-    arn = _client().describe_cluster(ClusterName=name)["ClusterArn"]
-    if to_add:
-        _client().add_tags(ResourceArn=arn, Tags=to_add)
-    if to_delete:
-        _client().delete_tags(ResourceArn=arn, TagKeys=to_delete)
+    waited = f"still {status} after {budget // 60} minutes"
+    pending = f" (not yet: {', '.join(differences)})" if differences else ""
+    if event["RequestType"] == "Delete":
+        region = _client().meta.region_name
+        raise BudgetExceededError(
+            f"HyperPod cluster {name!r} is {waited} and was not deleted within CloudFormation's hour; its "
+            f"instances keep running and billing. Finish the deletion with: aws sagemaker delete-cluster "
+            f"--cluster-name {name} --region {region} ; then retry the stack deletion or rollback."
+        )
+    raise BudgetExceededError(
+        f"HyperPod cluster {name!r} is {waited}{pending}, past what one CloudFormation custom resource may "
+        "wait. With hyperpod.node_provisioning_mode=Continuous the cluster is InService once its "
+        "cluster-level "
+        "resources are ready; see the README's HyperPod section."
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def _owner_tags(event: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"Key": OWNER_STACK_TAG, "Value": event["StackId"]},
+        {"Key": OWNER_LOGICAL_TAG, "Value": event["LogicalResourceId"]},
+    ]
+
+
+def _is_owner(tag: dict[str, str]) -> bool:
+    return tag["Key"] in (OWNER_STACK_TAG, OWNER_LOGICAL_TAG)
+
+
+def _tags(arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for page in _client().get_paginator("list_tags").paginate(ResourceArn=arn):
+        tags.update({tag["Key"]: tag.get("Value", "") for tag in page.get("Tags", [])})
+    return tags
+
+
+def _exists(name: str) -> bool:
+    try:
+        _client().describe_cluster(ClusterName=name)
+    except ClientError as err:
+        if _not_found(err):
+            return False
+        raise
+    return True
 
 
 def _config(properties: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +336,21 @@ def _config(properties: dict[str, Any]) -> dict[str, Any]:
     return coerce_request(properties[PROPERTY], _operation_shape("CreateCluster"), PROPERTY)
 
 
+def _old_config(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The previous properties, or None if they no longer pass the model (an older handler's properties):
+    decisions then rest on the live cluster alone."""
+    try:
+        return _config(event.get("OldResourceProperties") or {})
+    except (ConfigError, ValueError):
+        return None
+
+
+def _same_cluster_old_config(event: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The previous properties when they describe this very cluster (an in-place update), else None."""
+    old = _old_config(event) if event["RequestType"] == "Update" else None
+    return old if old is not None and old.get("ClusterName") == name else None
+
+
 def _operation_shape(operation: str) -> Any:
     return _client().meta.service_model.operation_model(operation).input_shape
 
@@ -204,6 +358,13 @@ def _operation_shape(operation: str) -> Any:
 def _is_cluster_name(name: str) -> bool:
     """False for ids that were never a cluster, e.g. the framework's failed-create marker."""
     return bool(CLUSTER_NAME.fullmatch(name or ""))
+
+
+def _name_in_use(err: ClientError) -> bool:
+    # The model declares ResourceInUse; accept a ValidationException that says the same.
+    if _code(err) == "ResourceInUse":
+        return True
+    return _code(err) == "ValidationException" and "already exists" in _message(err).lower()
 
 
 def _not_found(err: ClientError) -> bool:

@@ -34,6 +34,11 @@ DESCRIBE_ACTIONS = [
     "ec2:DescribeDhcpOptions",
     "ec2:DescribeTags",
 ]
+# HyperPod attaches each node to your subnet through an ENI it creates in its own account and lets yours use:
+# every AWS peer grants both (awsome-distributed-training's execution role, Sid "AdditionToEnableVpcConfig").
+ENI_PERMISSION_CREATE = "ec2:CreateNetworkInterfacePermission"
+# Deletion names a permission id, not an ENI: the action takes no resource-level permissions, only "*".
+ENI_PERMISSION_DELETE = "ec2:DeleteNetworkInterfacePermission"
 IMAGE_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
 
 
@@ -90,6 +95,14 @@ class NodeExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="VpcCniTagEni", actions=["ec2:CreateTags"], resources=[wild["network_interfaces"]]
             ),
+            iam.PolicyStatement(
+                sid="HyperPodEniPermission",
+                actions=[ENI_PERMISSION_CREATE],
+                resources=[wild["network_interfaces"]],
+            ),
+            iam.PolicyStatement(
+                sid="HyperPodEniPermissionDelete", actions=[ENI_PERMISSION_DELETE], resources=["*"]
+            ),
             iam.PolicyStatement(sid="Describe", actions=DESCRIBE_ACTIONS, resources=["*"]),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(sid="EcrPull", actions=IMAGE_PULL_ACTIONS, resources=[wild["repositories"]]),
@@ -118,7 +131,8 @@ class NodeExecutionRole(Construct):
         acknowledge(
             self.role,
             "AwsSolutions-IAM5",
-            "EC2 Describe* and ecr:GetAuthorizationToken support no resource-level permissions (*). ENIs and "
+            "EC2 Describe*, ec2:DeleteNetworkInterfacePermission and ecr:GetAuthorizationToken support no "
+            "resource-level permissions (*). ENIs and "
             "instances that the VPC CNI manages get generated ids, so they are scoped to this account and "
             "region (ENI writes also name the cluster's subnets and security group). Images come from "
             "AWS-owned EKS add-on registries and the user's own, so pulls are limited to ECR repositories. "

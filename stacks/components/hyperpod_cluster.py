@@ -17,15 +17,23 @@ from config.hyperpod import Taint
 from ..nag import acknowledge
 from . import nag_resource
 from .lifecycle_scripts import LifecycleScripts
+from .node_wait import NodeWait
 from .polling_provider import PollingProvider
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster"
 RESOURCE_TYPE = "Custom::HyperPodCluster"
 PROPERTY = "ClusterConfig"  # the handler's only property: the CreateCluster request
-# The handler README's sizing: CloudFormation waits at most an hour for a custom resource.
+BUDGET_ENV = "WAIT_BUDGET_SECONDS"  # read by the handler (index.BUDGET_ENV)
+# The wait budget (handler README, "Wait budget"). CloudFormation waits at most an hour for a custom resource
+# (ServiceTimeout, set explicitly). The handler fails with its own message once a request has run
+# WAIT_BUDGET; the framework's timeout is a backstop just past it. Worst case until CloudFormation hears back:
+# on_event (HANDLER_TIMEOUT) + WAIT_BUDGET + one interval + the last is_complete (HANDLER_TIMEOUT) = 55.5 min.
+SERVICE_TIMEOUT = cdk.Duration.minutes(60)
 QUERY_INTERVAL = cdk.Duration.seconds(30)
-TOTAL_TIMEOUT = cdk.Duration.minutes(55)
-# One invocation makes at most four API calls with standard retries (handler README).
+WAIT_BUDGET = cdk.Duration.minutes(45)
+TOTAL_TIMEOUT = cdk.Duration.minutes(50)
+# One invocation makes at most four API calls of at most 250 s each with retries; 300 s covers the usual case
+# and lets on_event check for a cluster that a lost create response made (handler README).
 HANDLER_TIMEOUT = cdk.Duration.minutes(5)
 HYPERPOD_SERVICE = "hyperpod.sagemaker.amazonaws.com"
 HYPERPOD_SERVICE_LINKED_ROLE = "AWSServiceRoleForSageMakerHyperPod"
@@ -34,9 +42,11 @@ CLUSTER_ACTIONS = [
     "sagemaker:DescribeCluster",
     "sagemaker:UpdateCluster",
     "sagemaker:DeleteCluster",
-    # CreateCluster with Tags is authorised as AddTags as well; retagging uses AddTags/DeleteTags.
+    # CreateCluster with Tags is authorised as AddTags as well; retagging uses AddTags/DeleteTags; adopting a
+    # cluster after a lost create response reads its owner tags with ListTags.
     "sagemaker:AddTags",
     "sagemaker:DeleteTags",
+    "sagemaker:ListTags",
 ]
 # What CreateCluster checks and does in the caller's name for an EKS orchestrator: it reads the cluster and
 # network, and creates an access entry for each execution role (HyperPod's cluster-creator permissions).
@@ -84,6 +94,7 @@ class HyperPodCluster(Construct):
             total_timeout=TOTAL_TIMEOUT,
             handler_timeout=HANDLER_TIMEOUT,
             log_retention=log_retention,
+            environment={BUDGET_ENV: str(WAIT_BUDGET.to_seconds())},
         )
         self.resource = cdk.CustomResource(
             self,
@@ -91,6 +102,7 @@ class HyperPodCluster(Construct):
             service_token=provider.service_token,
             resource_type=RESOURCE_TYPE,
             properties={PROPERTY: request},
+            service_timeout=SERVICE_TIMEOUT,
         )
         # CloudFormation deletes in reverse dependency order. These edges keep the execution role (nodes
         # drain and deregister with it), the handler's own permissions and the lifecycle scripts in place
@@ -100,6 +112,20 @@ class HyperPodCluster(Construct):
             self.resource.node.add_dependency(dependency)
         self.cluster_arn = self.resource.get_att_string("ClusterArn")
         self.cluster_name = self.resource.get_att_string("ClusterName")
+        # Opt-in: hold the stack until every instance has joined (deep health checks can take hours).
+        self.node_wait = (
+            NodeWait(
+                self,
+                "NodeWait",
+                cluster=self.resource,
+                cluster_name=config.cluster_name,
+                handler_dir=HANDLER_DIR,
+                timeout=cdk.Duration.minutes(config.node_wait_minutes),
+                log_retention=log_retention,
+            )
+            if config.wait_for_nodes
+            else None
+        )
 
     def _handler_role(
         self,

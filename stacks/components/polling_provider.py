@@ -5,7 +5,7 @@ the CDK Provider framework with the waiter's logging on, retention everywhere, a
 that the framework's own roles raise (acknowledged with reasons, narrowed to these functions).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -39,6 +39,7 @@ class PollingProvider(Construct):
         statements: Sequence[iam.PolicyStatement] = (),
         role: iam.Role | None = None,
         handler_timeout: cdk.Duration = DEFAULT_HANDLER_TIMEOUT,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._retention = log_retention
@@ -59,6 +60,7 @@ class PollingProvider(Construct):
                 role=self.role,
                 timeout=handler_timeout,
                 memory_size=256,
+                environment=dict(environment or {}),
                 # Both entry points in one group: a request's story (on_event, then each poll) reads in order.
                 log_group=handler_logs,
             )

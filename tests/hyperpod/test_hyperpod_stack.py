@@ -26,12 +26,13 @@ from aws_cdk import assertions, cx_api
 from cfnlint.api import lint
 from moto import mock_aws
 
-from config import AppConfig, load_config
+from config import AppConfig, ConfigError, load_config
 from stacks.components.hyperpod_cluster import cluster_request
 from stacks.components.lifecycle_scripts import MAX_BUCKET_NAME, SCRIPTS_DIR, bucket_name
 from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
 from stacks.network import NetworkStack
+from tests.conftest import synth_app
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_DIR = ROOT / "lambda" / "hyperpod_cluster"
@@ -149,7 +150,8 @@ def test_instance_groups_follow_the_config(default: Synthesized) -> None:
         assert "KubernetesConfig" not in spec  # no labels or taints in the default config
     assert default.cluster_config()["ClusterName"] == config.cluster_name
     assert default.cluster_config()["NodeRecovery"] == config.node_recovery
-    assert "NodeProvisioningMode" not in default.cluster_config()
+    # Continuous: InService once cluster-level resources are ready, whatever deep health checks take.
+    assert default.cluster_config()["NodeProvisioningMode"] == "Continuous"
 
 
 def test_lifecycle_config_points_at_the_script_bucket(default: Synthesized) -> None:
@@ -230,13 +232,19 @@ def test_handler_creates_the_synthesized_cluster_in_moto(
         "ServiceToken": "arn:aws:lambda:us-west-2:123456789012:function:framework-onEvent",
         "ClusterConfig": _as_cloudformation_sends(_fake_resolve(default, default.cluster_config())),
     }
-    event = {"RequestType": "Create", "RequestId": "r1", "ResourceProperties": properties}
+    event = {
+        "RequestType": "Create",
+        "RequestId": "r1",
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/HyperPod/0a1b2c3d",
+        "LogicalResourceId": "HyperPodCluster701F7C41",
+        "ResourceProperties": properties,
+    }
     with mock_aws():
         client = boto3.client("sagemaker", region_name=REGION)
         monkeypatch.setattr(handler, "_client", lambda: client)
         created = handler.on_event(event, None)
         done = handler.is_complete({**event, **created}, None)
-    assert created == {"PhysicalResourceId": "ray-hyperpod"}
+    assert created["PhysicalResourceId"] == "ray-hyperpod"
     assert done["IsComplete"] is True
     assert done["Data"]["ClusterName"] == "ray-hyperpod"
 
@@ -260,13 +268,18 @@ def test_cluster_request_is_plain_python() -> None:
 # --- the provider --------------------------------------------------------------------------------------
 
 
-def test_provider_polls_every_30s_for_55_minutes(default: Synthesized) -> None:
+def test_provider_polls_every_30s_and_the_handler_stops_itself_first(default: Synthesized) -> None:
     _, machine = default.only("AWS::StepFunctions::StateMachine")
     definition = json.loads("".join(p if isinstance(p, str) else "ARN" for p in _join(machine)))
     retry = definition["States"]["framework-isComplete-task"]["Retry"][0]
     assert retry["IntervalSeconds"] == 30
     assert retry["BackoffRate"] == 1
-    assert retry["IntervalSeconds"] * retry["MaxAttempts"] == 55 * 60
+    # The framework's own timeout is a backstop past the handler's budget, so users see the handler's message.
+    budget = int(
+        _user_function(default.raw, "index.is_complete")["Environment"]["Variables"]["WAIT_BUDGET_SECONDS"]
+    )
+    assert budget == 45 * 60
+    assert retry["IntervalSeconds"] * retry["MaxAttempts"] == 50 * 60 > budget + retry["IntervalSeconds"]
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
 
 
@@ -324,6 +337,7 @@ def test_handler_role_has_no_service_wildcards(default: Synthesized) -> None:
         "sagemaker:DeleteCluster",
         "sagemaker:AddTags",
         "sagemaker:DeleteTags",
+        "sagemaker:ListTags",
     }
     cluster = next(s for s in statements if s.get("Sid") == "Cluster")
     assert _join_text(cluster["Resource"]).endswith(":cluster/*")
@@ -377,6 +391,13 @@ def test_execution_role(default: Synthesized) -> None:
     assert statements["LifecycleScripts"]["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]
     }
+    # HyperPod's cross-account ENIs: granted by every AWS peer (Sid "AdditionToEnableVpcConfig").
+    create = statements["HyperPodEniPermission"]
+    assert create["Action"] == "ec2:CreateNetworkInterfacePermission"
+    assert _join_text(create["Resource"]).endswith(":network-interface/*")
+    assert ":ec2:<" in _join_text(create["Resource"])  # this stack's region and account, not any
+    delete = statements["HyperPodEniPermissionDelete"]
+    assert (delete["Action"], delete["Resource"]) == ("ec2:DeleteNetworkInterfacePermission", "*")
     eni_resources = [_join_text(r) for r in statements["VpcCniEni"]["Resource"]]
     assert any(":subnet/" in r for r in eni_resources)
     assert any(":security-group/" in r for r in eni_resources)
@@ -433,6 +454,48 @@ def test_on_create_script_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
+def _run_on_create_functions(body: str) -> str:
+    """Source on_create.sh under `set -u` (as it runs), node commands replaced by shell functions."""
+    script = SCRIPTS_DIR / "on_create.sh"
+    program = f'set -Eeuo pipefail\nsource {script}\nsleep() {{ :; }}\nlog() {{ echo "$*"; }}\n{body}'
+    result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout
+
+
+def test_on_create_waits_for_the_images_own_nvme_mount() -> None:
+    out = _run_on_create_functions(
+        "has_instance_store() { return 0; }\n"
+        "calls=0; mountpoint() { calls=$((calls + 1)); ((calls >= 4)); }\n"
+        "wait_for_nvme_mount"
+    )
+    assert out.strip() == "/opt/dlami/nvme mounted (waited 15s)"  # three 5 s polls, no mkfs or mdadm
+
+
+def test_on_create_gives_up_on_the_nvme_after_120_seconds_and_skips_instances_without_one() -> None:
+    out = _run_on_create_functions(
+        "has_instance_store() { return 0; }\nmountpoint() { return 1; }\nwait_for_nvme_mount"
+    )
+    assert out.strip() == "/opt/dlami/nvme not mounted after 120s; using /opt/sagemaker if it is mounted"
+    out = _run_on_create_functions("has_instance_store() { return 1; }\nwait_for_nvme_mount")
+    assert out.strip() == "no instance-store NVMe on this instance"
+
+
+def test_on_create_bind_step_survives_set_u_with_nothing_to_restart() -> None:
+    # No unit active: the restart list stays empty, which bash 4.2 under set -u only allows behind a guard.
+    out = _run_on_create_functions(
+        "systemctl() { return 1; }\nmountpoint() { return 0; }\nbind_state_dirs /opt/sagemaker"
+    )
+    assert out.split("\n")[:2] == [
+        "/var/lib/containerd already mounted; leaving it",
+        "/var/lib/kubelet already mounted; leaving it",
+    ]
+
+
+def test_on_create_uses_no_mdadm_or_mkfs() -> None:
+    text = (SCRIPTS_DIR / "on_create.sh").read_text()
+    assert "mdadm" not in text and "mkfs" not in text
+
+
 # --- ordering ------------------------------------------------------------------------------------------
 
 
@@ -486,6 +549,229 @@ def test_cfn_lint_finds_nothing(app: str, request: pytest.FixtureRequest) -> Non
     assert [str(m) for m in matches] == []
 
 
+# --- wait budget ---------------------------------------------------------------------------------------
+
+# CloudFormation's limits: a custom resource waits at most ServiceTimeout (1 to 3600 s, default 3600); a wait
+# condition at most its Timeout, which may not exceed 12 hours.
+CUSTOM_RESOURCE_LIMIT = 3600
+WAIT_CONDITION_LIMIT = 43200
+
+
+def longest_waits(templates: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """For every custom resource and wait condition of an app: (longest time it can keep CloudFormation
+    waiting, the limit CloudFormation applies), computed from the templates.
+
+    A Provider-framework resource: its on_event timeout, then the waiter. A handler with its own budget
+    (WAIT_BUDGET_SECONDS) fails once the budget is spent, so it waits at most budget + one interval + one
+    is_complete run, however slow each poll is. Without one, the waiter's count bounds it (interval x
+    attempts,
+    polls taken as instant). A plain Lambda-backed resource: its function's timeout.
+    """
+    waits = {}
+    for stack, template in templates.items():
+        for logical_id, resource in template["Resources"].items():
+            props = resource.get("Properties", {})
+            if resource["Type"] == "AWS::CloudFormation::WaitCondition":
+                waits[f"{stack}/{logical_id}"] = (float(props["Timeout"]), WAIT_CONDITION_LIMIT)
+            elif (
+                resource["Type"].startswith("Custom::")
+                or resource["Type"] == "AWS::CloudFormation::CustomResource"
+            ):
+                limit = float(props.get("ServiceTimeout", CUSTOM_RESOURCE_LIMIT))
+                waits[f"{stack}/{logical_id}"] = (
+                    _provider_wait(templates, stack, props["ServiceToken"]),
+                    limit,
+                )
+    return waits
+
+
+def _provider_wait(templates: dict[str, dict[str, Any]], stack: str, token: Any) -> float:
+    stack, function = _function(templates, stack, token)
+    variables = function.get("Environment", {}).get("Variables", {})
+    if "USER_ON_EVENT_FUNCTION_ARN" not in variables:
+        return float(function["Timeout"])
+    resources = templates[stack]["Resources"]
+    on_event = resources[variables["USER_ON_EVENT_FUNCTION_ARN"]["Fn::GetAtt"][0]]["Properties"]
+    if "WAITER_STATE_MACHINE_ARN" not in variables:
+        return float(on_event["Timeout"])
+    machine = resources[variables["WAITER_STATE_MACHINE_ARN"]["Ref"]]
+    definition = json.loads("".join(p if isinstance(p, str) else "X" for p in _join(machine)))
+    retry = definition["States"]["framework-isComplete-task"]["Retry"][0]
+    is_complete = resources[variables["USER_IS_COMPLETE_FUNCTION_ARN"]["Fn::GetAtt"][0]]["Properties"]
+    budget = is_complete.get("Environment", {}).get("Variables", {}).get("WAIT_BUDGET_SECONDS")
+    if budget is not None:
+        return on_event["Timeout"] + float(budget) + retry["IntervalSeconds"] + is_complete["Timeout"]
+    return on_event["Timeout"] + retry["IntervalSeconds"] * retry["MaxAttempts"]
+
+
+def _function(templates: dict[str, dict[str, Any]], stack: str, token: Any) -> tuple[str, dict[str, Any]]:
+    """The Lambda function a ServiceToken names, following cross-stack references to their producer."""
+    if "Fn::GetStackOutput" in token:
+        name = token["Fn::GetStackOutput"]["OutputName"]
+        stack = next(s for s, t in templates.items() if name in t.get("Outputs", {}))
+        token = templates[stack]["Outputs"][name]["Value"]
+    logical_id = token["Fn::GetAtt"][0]
+    return stack, templates[stack]["Resources"][logical_id]["Properties"]
+
+
+def test_no_custom_resource_of_the_default_app_can_outlast_cloudformations_limits(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    waits = longest_waits(templates)
+    cluster = next(key for key in waits if key.startswith("HyperPod/HyperPodCluster"))
+    # on_event 300 s + budget 2700 s + one 30 s interval + the last is_complete 300 s.
+    assert waits[cluster] == (3330, 3600)
+    assert not any(key.endswith("NodeWaitCondition") for key in waits)  # the node wait is opt-in
+    over = {key: wait for key, wait in waits.items() if wait[0] > wait[1]}
+    assert over == {}
+
+
+def test_node_wait_is_a_wait_condition_within_twelve_hours_after_the_cluster(
+    opt_in: tuple[Any, dict[str, dict[str, Any]]],
+) -> None:
+    _, templates = opt_in
+    waits = longest_waits(templates)
+    over = {key: wait for key, wait in waits.items() if wait[0] > wait[1]}
+    assert over == {}
+    resources = templates["HyperPod"]["Resources"]
+    (condition_id,) = [k for k, r in resources.items() if r["Type"] == "AWS::CloudFormation::WaitCondition"]
+    (cluster_id,) = [k for k, r in resources.items() if r["Type"] == "Custom::HyperPodCluster"]
+    condition = resources[condition_id]
+    assert waits[f"HyperPod/{condition_id}"] == (43200, 43200)
+    assert cluster_id in condition["DependsOn"]
+    (rule_id,) = [k for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"]
+    rule = resources[rule_id]
+    assert cluster_id in rule["DependsOn"]  # polling starts after the cluster, and stops before it goes
+    assert rule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    (target,) = rule["Properties"]["Targets"]
+    transformer = target["InputTransformer"]
+    # A scheduled event names its rule in resources[0]: the poller disables the rule after signalling.
+    assert transformer["InputPathsMap"] == {"resources-0-": "$.resources[0]"}
+    parts = transformer["InputTemplate"]["Fn::Join"][1]
+    assert {
+        "Ref": next(k for k, r in resources.items() if r["Type"].endswith("WaitConditionHandle"))
+    } in parts
+    assert parts[-1].endswith('"timeoutSeconds":43200,"ruleArn":<resources-0->}')
+    poller = resources[target["Arn"]["Fn::GetAtt"][0]]["Properties"]
+    assert poller["Handler"] == "node_wait.handler"
+    disable = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in resources.values()
+        if r["Type"] == "AWS::IAM::Policy"
+        and any(s["Action"] == "events:DisableRule" for s in r["Properties"]["PolicyDocument"]["Statement"])
+    ]
+    assert disable == [
+        [{"Action": "events:DisableRule", "Effect": "Allow", "Resource": {"Fn::GetAtt": [rule_id, "Arn"]}}]
+    ]
+
+
+# --- placement, names, chart pin and config checks
+# ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def opt_in(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The whole app with the opt-in node wait, another prefix and the second AZ for compute."""
+    config = load_config(
+        {"prefix": "team-b", "hyperpod.wait_for_nodes": "true", "network.compute_subnet_index": "1"}
+    )
+    stacks, assembly = synth_app(config, tmp_path_factory.mktemp("opt-in"))
+    return stacks, {stack.id: stack.template for stack in assembly.stacks}
+
+
+def test_nodes_and_fsx_share_the_chosen_subnet(opt_in: tuple[Any, dict[str, dict[str, Any]]]) -> None:
+    stacks, templates = opt_in
+    network = stacks.network
+    private = network.vpc.select_subnets(subnet_type=cdk.aws_ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+    ids = [network.get_logical_id(subnet.node.default_child) for subnet in private]
+    assert network.get_logical_id(network.compute_subnet.node.default_child) == ids[1]
+    expected = {"Ref": ids[1]}
+    outputs = templates["Network"]["Outputs"]
+    cluster = next(
+        r for r in templates["HyperPod"]["Resources"].values() if r["Type"] == "Custom::HyperPodCluster"
+    )
+    assert [
+        _exported(outputs, s) for s in cluster["Properties"]["ClusterConfig"]["VpcConfig"]["Subnets"]
+    ] == [expected]
+    fsx = next(r for r in templates["Storage"]["Resources"].values() if r["Type"] == "AWS::FSx::FileSystem")
+    assert [_exported(outputs, s) for s in fsx["Properties"]["SubnetIds"]] == [expected]
+
+
+def test_cluster_name_defaults_to_the_prefix(opt_in: tuple[Any, dict[str, dict[str, Any]]]) -> None:
+    _, templates = opt_in
+    cluster = next(
+        r for r in templates["HyperPod"]["Resources"].values() if r["Type"] == "Custom::HyperPodCluster"
+    )
+    assert cluster["Properties"]["ClusterConfig"]["ClusterName"] == "team-b"
+    assert load_config({}).hyperpod.cluster_name == "ray-hyperpod"
+    assert load_config({"prefix": "team-b", "hyperpod.cluster_name": "shared-hp"}).hyperpod.cluster_name == (
+        "shared-hp"
+    )
+
+
+def test_chart_pin_is_a_full_commit_id_of_a_release() -> None:
+    chart = load_config({}).hyperpod.dependency_chart
+    assert re.fullmatch(r"[0-9a-f]{40}", chart.commit)
+    # Tag v3.9.0 of aws/sagemaker-hyperpod-cli, seen in a snapshot of the repository (README "HyperPod").
+    assert chart.commit == "b01cf90676553a711ab1a8ac51422adbb09aef6b"
+    with pytest.raises(ConfigError, match="full 40-character git commit id"):
+        load_config({"hyperpod.dependency_chart.commit": "v3.9.0"})
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        (
+            {
+                "name": "cpu",
+                "instance_type": "ml.m5.2xlarge",
+                "count": 2,
+                "deep_health_checks": ["InstanceStress"],
+            },
+            "hyperpod.instance_groups[1]: deep_health_checks ['InstanceStress'] on ml.m5.2xlarge: HyperPod "
+            "runs "
+            "deep health checks only on GPU (ml.p*, ml.g*) or Trainium (ml.trn*) instance types; remove them",
+        ),
+        (
+            {
+                "name": "gpu",
+                "instance_type": "ml.p5.48xlarge",
+                "count": 1,
+                "deep_health_checks": ["InstanceConnectivity"],
+            },
+            "hyperpod.instance_groups[1]: deep_health_checks InstanceConnectivity with count=1: the "
+            "connectivity "
+            "check needs a group of at least 2 instances; raise count or drop InstanceConnectivity",
+        ),
+    ],
+)
+def test_deep_health_checks_are_checked_in_one_clear_line(group: dict[str, Any], message: str) -> None:
+    groups = [{"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1}, group]
+    values = {"hyperpod": {"instance_groups": groups}, "ray": {"worker_groups": []}}
+    with pytest.raises(ConfigError) as err:
+        load_config({}, values)
+    assert err.value.problems == [message]
+
+
+@pytest.mark.parametrize(
+    "instance_type", ["ml.trn1.32xlarge", "ml.trn2.48xlarge", "ml.g6e.48xlarge", "ml.p4d.24xlarge"]
+)
+def test_deep_health_checks_are_accepted_on_gpu_and_trainium(instance_type: str) -> None:
+    group = {
+        "name": "accel",
+        "instance_type": instance_type,
+        "count": 2,
+        "deep_health_checks": ["InstanceStress", "InstanceConnectivity"],
+    }
+    groups = [{"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1}, group]
+    load_config({}, {"hyperpod": {"instance_groups": groups}, "ray": {"worker_groups": []}})
+
+
+def test_compute_subnet_must_exist() -> None:
+    with pytest.raises(ConfigError, match=r"compute_subnet_index \(2\) must be < az_count \(2\)"):
+        load_config({"network.compute_subnet_index": "2"})
+
+
 # --- helpers -------------------------------------------------------------------------------------------
 
 
@@ -508,6 +794,14 @@ def _policy_statements(synthesized: Synthesized, role: Any) -> list[dict[str, An
     policy = role.node.find_child("DefaultPolicy").node.default_child
     resource = synthesized.raw["Resources"][synthesized.hyperpod.get_logical_id(policy)]
     return resource["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _user_function(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    return next(
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler") == handler
+    )
 
 
 def _list(value: Any) -> list[Any]:

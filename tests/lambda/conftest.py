@@ -30,6 +30,11 @@ def _load_handler() -> ModuleType:
 
 
 _HANDLER = _load_handler()
+_NODE_WAIT_SPEC = importlib.util.spec_from_file_location(
+    "hyperpod_cluster_node_wait", HANDLER_DIR / "node_wait.py"
+)
+_NODE_WAIT = importlib.util.module_from_spec(_NODE_WAIT_SPEC)
+_NODE_WAIT_SPEC.loader.exec_module(_NODE_WAIT)
 _REAL_CLIENT = _HANDLER._client  # fixtures replace the attribute; keep the cached original to reset it
 
 
@@ -79,3 +84,24 @@ def moto_sagemaker(handler: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iter
         client = boto3.client("sagemaker", region_name=REGION)
         monkeypatch.setattr(handler, "_client", lambda: client)
         yield client
+
+
+@pytest.fixture
+def node_wait(aws_env: None) -> ModuleType:
+    """The wait-condition poller module (same folder as the cluster handler)."""
+    return _NODE_WAIT
+
+
+@pytest.fixture
+def node_wait_stubs(
+    node_wait: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Stubber, Stubber]]:
+    """Validating Stubbers for the poller's SageMaker and EventBridge clients."""
+    sagemaker = boto3.client("sagemaker", region_name=REGION, config=node_wait.CLIENT_CONFIG)
+    events = boto3.client("events", region_name=REGION, config=node_wait.CLIENT_CONFIG)
+    monkeypatch.setattr(node_wait, "_sagemaker", lambda: sagemaker)
+    monkeypatch.setattr(node_wait, "_events", lambda: events)
+    with Stubber(sagemaker) as sagemaker_stub, Stubber(events) as events_stub:
+        yield sagemaker_stub, events_stub
+        sagemaker_stub.assert_no_pending_responses()
+        events_stub.assert_no_pending_responses()

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -25,6 +29,9 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/hyperpod-execution"
 OTHER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/hyperpod-execution-v2"
 EKS_ARN = f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/ray-eks"
 CLUSTER_ARN = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:cluster/abcdef123456"
+STACK_ID = (
+    f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/RayHyperPod/1f2e3d4c-5b6a-7980-a1b2-c3d4e5f60718"
+)
 FAILED_CREATE_MARKER = "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED"
 
 
@@ -89,7 +96,7 @@ def cfn_event(
     event: dict[str, Any] = {
         "RequestType": request_type,
         "RequestId": "6f1c0c4e-request",
-        "StackId": f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/RayHyperPod/guid",
+        "StackId": STACK_ID,
         "LogicalResourceId": "HyperPodCluster",
         "ResourceType": "Custom::HyperPodCluster",
         "ResourceProperties": {
@@ -110,8 +117,13 @@ def started(handler: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def described(
-    status: str, config: dict[str, Any] | None = None, failure: str | None = None
+    status: str,
+    config: dict[str, Any] | None = None,
+    failure: str | None = None,
+    current: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """A DescribeCluster answer for `config`; `current` overrides CurrentCount per group (instances still
+    provisioning)."""
     config = config or cluster_config()
     groups = [
         {
@@ -119,9 +131,18 @@ def described(
             "InstanceType": g["InstanceType"],
             "ExecutionRole": g["ExecutionRole"],
             "ThreadsPerCore": g["ThreadsPerCore"],
-            "CurrentCount": g["InstanceCount"],
+            "CurrentCount": (current or {}).get(g["InstanceGroupName"], g["InstanceCount"]),
             "TargetCount": g["InstanceCount"],
             "LifeCycleConfig": g["LifeCycleConfig"],
+            **(
+                {"OnStartDeepHealthChecks": g["OnStartDeepHealthChecks"]}
+                if "OnStartDeepHealthChecks" in g
+                else {}
+            ),
+            "KubernetesConfig": {
+                "CurrentLabels": g.get("KubernetesConfig", {}).get("Labels", {}),
+                "DesiredLabels": g.get("KubernetesConfig", {}).get("Labels", {}),
+            },
         }
         for g in config["InstanceGroups"]
     ]
@@ -129,11 +150,26 @@ def described(
         "ClusterArn": CLUSTER_ARN,
         "ClusterName": config["ClusterName"],
         "ClusterStatus": status,
+        "CreationTime": datetime.now(UTC),
         "InstanceGroups": groups,
+        "VpcConfig": config["VpcConfig"],
+        "Orchestrator": config["Orchestrator"],
+        "NodeRecovery": config["NodeRecovery"],
     }
+    if "NodeProvisioningMode" in config:
+        response["NodeProvisioningMode"] = config["NodeProvisioningMode"]
     if failure:
         response["FailureMessage"] = failure
     return response
+
+
+def owned(config: dict[str, Any]) -> dict[str, Any]:
+    """The CreateCluster request the handler sends: the config plus this resource's owner tags, first."""
+    owner = [
+        {"Key": "ray-on-hyperpod:cfn-stack-id", "Value": STACK_ID},
+        {"Key": "ray-on-hyperpod:cfn-logical-id", "Value": "HyperPodCluster"},
+    ]
+    return {**config, "Tags": owner + config.get("Tags", [])}
 
 
 def client_error(stub: Stubber, method: str, code: str, message: str, params: dict[str, Any]) -> None:
@@ -242,36 +278,104 @@ def test_unknown_resource_property_is_rejected(handler: ModuleType, stub: Stubbe
 
 # --- create ---------------------------------------------------------------------------------------
 
+NAME = {"ClusterName": "ray-hp"}
 
-def test_create_waits_until_in_service(handler: ModuleType, stub: Stubber) -> None:
-    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, cluster_config())
+
+def test_create_tags_the_cluster_with_its_owner_and_waits_until_in_service(
+    handler: ModuleType, stub: Stubber
+) -> None:
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
     event = started(handler, cfn_event("Create"))
     assert event["PhysicalResourceId"] == "ray-hp"
 
-    stub.add_response("describe_cluster", described("Creating"), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("Creating"), NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    stub.add_response("describe_cluster", described("InService"), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("InService"), NAME)
     assert handler.is_complete(event, None) == {
         "IsComplete": True,
         "Data": {"ClusterArn": CLUSTER_ARN, "ClusterName": "ray-hp", "ClusterStatus": "InService"},
     }
 
 
+def test_continuous_mode_request_is_valid_and_completes_at_in_service_before_nodes_are_up(
+    handler: ModuleType, stub: Stubber
+) -> None:
+    config = cluster_config(NodeProvisioningMode="Continuous")
+    # The Stubber validates the request against botocore's model: NodeProvisioningMode is a real member.
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(config))
+    event = started(handler, cfn_event("Create", config))
+    # InService with no worker up yet (deep health checks run for hours): the resource is done.
+    stub.add_response("describe_cluster", described("InService", config, current={"workers": 0}), NAME)
+    assert handler.is_complete(event, None)["IsComplete"] is True
+
+
 @pytest.mark.parametrize("status", ["Failed", "RollingBack"])
 def test_create_failure_reports_the_failure_message(handler: ModuleType, stub: Stubber, status: str) -> None:
-    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, cluster_config())
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
     event = started(handler, cfn_event("Create"))
     reason = "We currently do not have sufficient capacity for the requested instance type(s)."
-    stub.add_response("describe_cluster", described(status, failure=reason), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described(status, failure=reason), NAME)
     with pytest.raises(handler.ClusterFailedError) as err:
         handler.is_complete(event, None)
     assert str(err.value) == f"HyperPod cluster 'ray-hp' is {status}: {reason}"
 
 
-def test_create_with_a_taken_name_fails_clearly(handler: ModuleType, stub: Stubber) -> None:
-    client_error(stub, "create_cluster", "ResourceInUse", "Cluster already exists", cluster_config())
-    with pytest.raises(RuntimeError, match="already exists and is not managed by this resource"):
+def owner_tags(stack_id: str = STACK_ID, logical_id: str = "HyperPodCluster") -> dict[str, Any]:
+    return {
+        "Tags": [
+            {"Key": "project", "Value": "ray"},
+            {"Key": "ray-on-hyperpod:cfn-stack-id", "Value": stack_id},
+            {"Key": "ray-on-hyperpod:cfn-logical-id", "Value": logical_id},
+        ]
+    }
+
+
+def test_retry_after_a_lost_create_response_adopts_the_cluster_this_resource_created(
+    handler: ModuleType, stub: Stubber
+) -> None:
+    # The first CreateCluster went through but its answer was lost; the retry finds the name taken.
+    client_error(stub, "create_cluster", "ResourceInUse", "Cluster already exists", owned(cluster_config()))
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    stub.add_response("list_tags", owner_tags(), {"ResourceArn": CLUSTER_ARN})
+    event = started(handler, cfn_event("Create"))
+    assert event["PhysicalResourceId"] == "ray-hp"
+
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    stub.add_response("describe_cluster", described("InService"), NAME)
+    assert handler.is_complete(event, None)["IsComplete"] is True
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        owner_tags(stack_id=STACK_ID.replace("RayHyperPod", "OtherStack")),
+        owner_tags(logical_id="AnotherCluster"),
+        {"Tags": [{"Key": "project", "Value": "ray"}]},
+    ],
+)
+def test_a_name_owned_by_someone_else_fails_clearly_without_touching_it(
+    handler: ModuleType, stub: Stubber, tags: dict[str, Any]
+) -> None:
+    client_error(stub, "create_cluster", "ResourceInUse", "Cluster already exists", owned(cluster_config()))
+    stub.add_response("describe_cluster", described("InService"), NAME)
+    stub.add_response("list_tags", tags, {"ResourceArn": CLUSTER_ARN})
+    with pytest.raises(handler.ClusterNotOwnedError) as err:  # no update, tag or delete call is queued
         handler.on_event(cfn_event("Create"), None)
+    assert "already exists in this account and region and was not created by this resource" in str(err.value)
+    assert "Choose another hyperpod.cluster_name" in str(err.value)
+
+
+def test_create_past_the_budget_fails_with_its_own_message(
+    handler: ModuleType, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(handler.BUDGET_ENV, "2700")
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
+    event = started(handler, cfn_event("Create"))
+    event[handler.STARTED_AT] = time.time() - 2701
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    with pytest.raises(handler.BudgetExceededError, match="'ray-hp' is still Creating after 45 minutes"):
+        handler.is_complete(event, None)
 
 
 # --- update ---------------------------------------------------------------------------------------
@@ -285,67 +389,107 @@ def scaled(config: dict[str, Any], group_name: str, count: int) -> dict[str, Any
 
 def test_update_instance_count_waits_for_updating_then_in_service(handler: ModuleType, stub: Stubber) -> None:
     old, new = cluster_config(), scaled(cluster_config(), "workers", 8)
+    stub.add_response("describe_cluster", described("InService", old), NAME)
     stub.add_response(
-        "update_cluster",
-        {"ClusterArn": CLUSTER_ARN},
-        {"ClusterName": "ray-hp", "InstanceGroups": [new["InstanceGroups"][1]]},
+        "update_cluster", {"ClusterArn": CLUSTER_ARN}, {**NAME, "InstanceGroups": [new["InstanceGroups"][1]]}
     )
     event = started(handler, cfn_event("Update", new, old, physical_id="ray-hp"))
     assert event["PhysicalResourceId"] == "ray-hp"
 
-    # Called right after on_event: the service may not have left InService yet.
-    stub.add_response("describe_cluster", described("InService", old), {"ClusterName": "ray-hp"})
+    # Called right after on_event: the service may not have left InService yet. Not done, and no resend.
+    stub.add_response("describe_cluster", described("InService", old), NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    stub.add_response("describe_cluster", described("Updating", new), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("Updating", new), NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    stub.add_response("describe_cluster", described("InService", new), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("InService", new), NAME)
     assert handler.is_complete(event, None)["IsComplete"] is True
+
+
+@pytest.mark.parametrize("busy", ["Updating", "RollingBack", "SystemUpdating"])
+def test_update_of_a_busy_cluster_waits_and_then_applies_the_change(
+    handler: ModuleType, stub: Stubber, busy: str
+) -> None:
+    old, new = cluster_config(), scaled(cluster_config(), "workers", 2)
+    stub.add_response("describe_cluster", described(busy, old), NAME)
+    event = started(handler, cfn_event("Update", new, old, physical_id="ray-hp"))  # no update call queued
+
+    stub.add_response("describe_cluster", described(busy, old), NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    stub.add_response("describe_cluster", described("InService", old), NAME)
+    stub.add_response(
+        "update_cluster", {"ClusterArn": CLUSTER_ARN}, {**NAME, "InstanceGroups": [new["InstanceGroups"][1]]}
+    )
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    stub.add_response("describe_cluster", described("Updating", new), NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    stub.add_response("describe_cluster", described("InService", new), NAME)
+    assert handler.is_complete(event, None)["IsComplete"] is True
+
+
+def test_update_refused_as_busy_is_retried_from_is_complete(handler: ModuleType, stub: Stubber) -> None:
+    old, new = cluster_config(), scaled(cluster_config(), "workers", 2)
+    request = {**NAME, "InstanceGroups": [new["InstanceGroups"][1]]}
+    stub.add_response("describe_cluster", described("InService", old), NAME)
+    client_error(stub, "update_cluster", "ConflictException", "Deep health checks are in progress", request)
+    event = started(handler, cfn_event("Update", new, old, physical_id="ray-hp"))
+    stub.add_response("describe_cluster", described("InService", old), NAME)
+    stub.add_response("update_cluster", {"ClusterArn": CLUSTER_ARN}, request)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
 
 
 def test_removed_group_is_sent_as_instance_groups_to_delete(handler: ModuleType, stub: Stubber) -> None:
     spare = group("spare", "ml.g5.8xlarge", 2)
     old = cluster_config(InstanceGroups=[*cluster_config()["InstanceGroups"], spare])
     new = cluster_config()
+    stub.add_response("describe_cluster", described("InService", old), NAME)
     stub.add_response(
-        "update_cluster",
-        {"ClusterArn": CLUSTER_ARN},
-        {"ClusterName": "ray-hp", "InstanceGroupsToDelete": ["spare"]},
+        "update_cluster", {"ClusterArn": CLUSTER_ARN}, {**NAME, "InstanceGroupsToDelete": ["spare"]}
     )
     event = started(handler, cfn_event("Update", new, old, physical_id="ray-hp"))
-    stub.add_response("describe_cluster", described("Updating", old), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("Updating", old), NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    stub.add_response("describe_cluster", described("InService", new), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("InService", new), NAME)
     assert handler.is_complete(event, None)["IsComplete"] is True
 
 
-def test_new_group_lifecycle_health_checks_and_node_recovery_go_through_update(
+def test_new_group_instance_type_lifecycle_health_checks_and_node_recovery_go_through_update(
     handler: ModuleType, stub: Stubber
 ) -> None:
     old = cluster_config()
     new = copy.deepcopy(old)
     new["NodeRecovery"] = "None"
     workers = new["InstanceGroups"][1]
+    workers["InstanceType"] = "ml.g5.12xlarge"  # UpdateCluster changes an existing group's instance type
     workers["OnStartDeepHealthChecks"] = ["InstanceStress", "InstanceConnectivity"]
     workers["LifeCycleConfig"]["OnCreate"] = "on_create_v2.sh"
     gpu = group("gpu-extra", "ml.p5.48xlarge", 2, threads=1)
     new["InstanceGroups"].append(gpu)
+    stub.add_response("describe_cluster", described("InService", old), NAME)
     stub.add_response(
         "update_cluster",
         {"ClusterArn": CLUSTER_ARN},
-        {"ClusterName": "ray-hp", "InstanceGroups": [workers, gpu], "NodeRecovery": "None"},
+        {**NAME, "InstanceGroups": [workers, gpu], "NodeRecovery": "None"},
     )
-    assert handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None) == {
-        "PhysicalResourceId": "ray-hp"
-    }
+    assert handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None)[
+        "PhysicalResourceId"
+    ] == ("ray-hp")
+
+
+def test_label_only_update_sends_only_that_group(handler: ModuleType, stub: Stubber) -> None:
+    old = cluster_config()
+    new = copy.deepcopy(old)
+    head = new["InstanceGroups"][0]
+    head["KubernetesConfig"] = {"Labels": {"ray.io/node-type": "head", "team": "ml"}}
+    stub.add_response("describe_cluster", described("InService", old), NAME)
+    stub.add_response("update_cluster", {"ClusterArn": CLUSTER_ARN}, {**NAME, "InstanceGroups": [head]})
+    event = started(handler, cfn_event("Update", new, old, physical_id="ray-hp"))
+    stub.add_response("describe_cluster", described("InService", new), NAME)
+    assert handler.is_complete(event, None)["IsComplete"] is True
 
 
 @pytest.mark.parametrize(
     ("mutate", "path"),
     [
-        (
-            lambda c: c["InstanceGroups"][1].update(InstanceType="ml.g5.12xlarge"),
-            "InstanceGroups[workers].InstanceType",
-        ),
         (
             lambda c: c["InstanceGroups"][0].update(ExecutionRole=OTHER_ROLE),
             "InstanceGroups[head].ExecutionRole",
@@ -355,17 +499,24 @@ def test_new_group_lifecycle_health_checks_and_node_recovery_go_through_update(
         (lambda c: c["Orchestrator"]["Eks"].update(ClusterArn=EKS_ARN + "-2"), "Orchestrator.Eks.ClusterArn"),
     ],
 )
-def test_create_only_change_fails_naming_the_field(
+def test_create_only_change_fails_before_any_change_and_its_rollback_succeeds(
     handler: ModuleType, stub: Stubber, mutate: Callable[[dict], None], path: str
 ) -> None:
-    old, new = cluster_config(), cluster_config()
-    mutate(new)
-    with pytest.raises(CreateOnlyChangeError) as err:  # the Stubber has no responses: no call was made
-        handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None)
+    original, changed = cluster_config(), cluster_config()
+    mutate(changed)
+    stub.add_response("describe_cluster", described("InService", original), NAME)
+    with pytest.raises(CreateOnlyChangeError) as err:  # only a describe was queued: nothing was changed
+        handler.on_event(cfn_event("Update", changed, original, physical_id="ray-hp"), None)
     assert path in str(err.value)
     assert "create-only" in str(err.value)
-    assert "Rename the cluster (ClusterName)" in str(err.value)
-    assert "restore the old value" in str(err.value)
+    assert "Rename the cluster (hyperpod.cluster_name)" in str(err.value)
+
+    # CloudFormation's rollback: an Update from the rejected properties back to the original ones. The live
+    # cluster already is the original: success with no call that changes anything.
+    stub.add_response("describe_cluster", described("InService", original), NAME)
+    rollback = started(handler, cfn_event("Update", original, changed, physical_id="ray-hp"))
+    stub.add_response("describe_cluster", described("InService", original), NAME)
+    assert handler.is_complete(rollback, None)["IsComplete"] is True
 
 
 def test_reordered_subnets_are_not_a_change(handler: ModuleType, stub: Stubber) -> None:
@@ -373,16 +524,17 @@ def test_reordered_subnets_are_not_a_change(handler: ModuleType, stub: Stubber) 
     new = cluster_config(
         VpcConfig={"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0b", "subnet-0a"]}
     )
-    assert handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None) == {
-        "PhysicalResourceId": "ray-hp"
-    }
+    stub.add_response("describe_cluster", described("InService", old), NAME)
+    assert handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None)[
+        "PhysicalResourceId"
+    ] == ("ray-hp")
 
 
 def test_rename_creates_a_new_cluster(handler: ModuleType, stub: Stubber) -> None:
     old = cluster_config()
     new = cluster_config(name="ray-hp-v2")
-    new["InstanceGroups"][1]["InstanceType"] = "ml.g5.12xlarge"  # allowed: this is a new cluster
-    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, new)
+    new["InstanceGroups"][1]["ThreadsPerCore"] = 1  # allowed: this is a new cluster
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(new))
     event = started(handler, cfn_event("Update", new, old, physical_id="ray-hp"))
     assert event["PhysicalResourceId"] == "ray-hp-v2"
     stub.add_response("describe_cluster", described("InService", new), {"ClusterName": "ray-hp-v2"})
@@ -392,53 +544,58 @@ def test_rename_creates_a_new_cluster(handler: ModuleType, stub: Stubber) -> Non
 def test_tag_changes_use_add_and_delete_tags(handler: ModuleType, stub: Stubber) -> None:
     old = cluster_config()
     new = cluster_config(Tags=[{"Key": "project", "Value": "ray-train"}, {"Key": "owner", "Value": "ml"}])
-    stub.add_response("describe_cluster", described("InService", old), {"ClusterName": "ray-hp"})
+    stub.add_response("describe_cluster", described("InService", old), NAME)
     added = [{"Key": "project", "Value": "ray-train"}, {"Key": "owner", "Value": "ml"}]
     stub.add_response("add_tags", {"Tags": added}, {"ResourceArn": CLUSTER_ARN, "Tags": added})
     stub.add_response("delete_tags", {}, {"ResourceArn": CLUSTER_ARN, "TagKeys": ["cost-center"]})
     handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None)
 
 
-def test_update_of_a_busy_cluster_fails_clearly(handler: ModuleType, stub: Stubber) -> None:
-    old, new = cluster_config(), scaled(cluster_config(), "workers", 2)
-    client_error(
-        stub,
-        "update_cluster",
-        "ConflictException",
-        "Cluster is in SystemUpdating state",
-        {"ClusterName": "ray-hp", "InstanceGroups": [new["InstanceGroups"][1]]},
-    )
-    with pytest.raises(RuntimeError, match="deploy again once it is InService"):
-        handler.on_event(cfn_event("Update", new, old, physical_id="ray-hp"), None)
-
-
 # --- delete ---------------------------------------------------------------------------------------
 
 
 def test_delete_waits_out_a_busy_cluster(handler: ModuleType, stub: Stubber) -> None:
-    name = {"ClusterName": "ray-hp"}
-    client_error(stub, "delete_cluster", "ConflictException", "Cluster is Updating", name)
+    client_error(stub, "delete_cluster", "ConflictException", "Cluster is Updating", NAME)
     event = started(handler, cfn_event("Delete", physical_id="ray-hp"))
 
-    stub.add_response("describe_cluster", described("Updating"), name)
-    client_error(stub, "delete_cluster", "ConflictException", "Cluster is Updating", name)
+    stub.add_response("describe_cluster", described("Updating"), NAME)
+    client_error(stub, "delete_cluster", "ConflictException", "Cluster is Updating", NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    stub.add_response("describe_cluster", described("InService"), name)
-    stub.add_response("delete_cluster", {"ClusterArn": CLUSTER_ARN}, name)
+    stub.add_response("describe_cluster", described("InService"), NAME)
+    stub.add_response("delete_cluster", {"ClusterArn": CLUSTER_ARN}, NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    stub.add_response("describe_cluster", described("Deleting"), name)
+    stub.add_response("describe_cluster", described("Deleting"), NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", name)
+    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", NAME)
     assert handler.is_complete(event, None) == {"IsComplete": True}
 
 
-def test_delete_of_a_failed_cluster(handler: ModuleType, stub: Stubber) -> None:
-    name = {"ClusterName": "ray-hp"}
-    stub.add_response("delete_cluster", {"ClusterArn": CLUSTER_ARN}, name)
+def test_delete_during_creating_retries_then_names_the_command_when_the_budget_runs_out(
+    handler: ModuleType, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed create's rollback: DeleteCluster is refused while the cluster is Creating."""
+    monkeypatch.setenv(handler.BUDGET_ENV, "2700")
+    refused = "Cluster ray-hp is in Creating state and cannot be deleted"
+    client_error(stub, "delete_cluster", "ConflictException", refused, NAME)
     event = started(handler, cfn_event("Delete", physical_id="ray-hp"))
-    stub.add_response("describe_cluster", described("Deleting"), name)
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    client_error(stub, "delete_cluster", "ConflictException", refused, NAME)
     assert handler.is_complete(event, None) == {"IsComplete": False}
-    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", name)
+
+    event[handler.STARTED_AT] = time.time() - 2701
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    with pytest.raises(handler.BudgetExceededError) as err:
+        handler.is_complete(event, None)
+    assert "'ray-hp' is still Creating after 45 minutes" in str(err.value)
+    assert "aws sagemaker delete-cluster --cluster-name ray-hp --region us-east-1" in str(err.value)
+
+
+def test_delete_of_a_failed_cluster(handler: ModuleType, stub: Stubber) -> None:
+    stub.add_response("delete_cluster", {"ClusterArn": CLUSTER_ARN}, NAME)
+    event = started(handler, cfn_event("Delete", physical_id="ray-hp"))
+    stub.add_response("describe_cluster", described("Deleting"), NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", NAME)
     assert handler.is_complete(event, None) == {"IsComplete": True}
 
 
@@ -452,15 +609,14 @@ def test_delete_of_a_failed_cluster(handler: ModuleType, stub: Stubber) -> None:
 def test_delete_of_a_cluster_already_gone(
     handler: ModuleType, stub: Stubber, code: str, message: str
 ) -> None:
-    name = {"ClusterName": "ray-hp"}
-    client_error(stub, "delete_cluster", code, message, name)
+    client_error(stub, "delete_cluster", code, message, NAME)
     event = started(handler, cfn_event("Delete", physical_id="ray-hp"))
-    client_error(stub, "describe_cluster", code, message, name)
+    client_error(stub, "describe_cluster", code, message, NAME)
     assert handler.is_complete(event, None) == {"IsComplete": True}
 
 
 def test_other_validation_errors_on_delete_are_not_success(handler: ModuleType, stub: Stubber) -> None:
-    client_error(stub, "delete_cluster", "AccessDeniedException", "not authorized", {"ClusterName": "ray-hp"})
+    client_error(stub, "delete_cluster", "AccessDeniedException", "not authorized", NAME)
     with pytest.raises(ClientError, match="AccessDenied"):
         handler.on_event(cfn_event("Delete", physical_id="ray-hp"), None)
 
@@ -480,10 +636,10 @@ def test_delete_of_an_id_that_was_never_a_cluster(
 def test_one_json_log_line_per_state_change(
     handler: ModuleType, stub: Stubber, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, cluster_config())
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
     event = started(handler, cfn_event("Create"))
     for status in ("Creating", "Creating", "InService"):
-        stub.add_response("describe_cluster", described(status), {"ClusterName": "ray-hp"})
+        stub.add_response("describe_cluster", described(status), NAME)
         handler.is_complete(event, None)
     records = log_records(capsys)
     assert [(r["action"], r.get("status"), r.get("previous")) for r in records] == [
@@ -497,11 +653,18 @@ def test_one_json_log_line_per_state_change(
     assert "ServiceToken" not in output
 
 
-def test_client_uses_standard_retries_and_the_lambda_region(handler: ModuleType) -> None:
+def test_client_retries_fit_the_handler_timeout(handler: ModuleType) -> None:
     client = handler._client()
-    assert client.meta.config.retries["mode"] == "standard"
+    config = client.meta.config
+    assert config.retries["mode"] == "standard"
     assert client.meta.region_name == "us-east-1"
     assert handler._client() is client  # created once per container
+    # Worst case of one call: every attempt times out, with standard mode's longest backoff (20 s) between.
+    # botocore turns `max_attempts` (retries) into total attempts: the first one plus 5 retries.
+    attempts = config.retries["total_max_attempts"]
+    assert attempts == 6
+    worst = attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1) * 20
+    assert worst < 300  # the handler timeout: on_event outlives a lost CreateCluster response
 
 
 # --- moto -----------------------------------------------------------------------------------------
@@ -513,15 +676,19 @@ def test_moto_create_describe_nodes_update_tags_delete(handler: ModuleType, moto
     assert done["IsComplete"] is True
     arn = done["Data"]["ClusterArn"]
     assert moto_sagemaker.describe_cluster(ClusterName="ray-hp")["ClusterStatus"] == "InService"
+    tags = {t["Key"]: t["Value"] for t in moto_sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags["ray-on-hyperpod:cfn-stack-id"] == STACK_ID
+    assert tags["ray-on-hyperpod:cfn-logical-id"] == "HyperPodCluster"
 
     nodes = moto_sagemaker.list_cluster_nodes(ClusterName="ray-hp")["ClusterNodeSummaries"]
     per_group = {g: sum(n["InstanceGroupName"] == g for n in nodes) for g in ("head", "workers")}
     assert per_group == {"head": 1, "workers": 4}
 
     new = cluster_config(Tags=[{"Key": "project", "Value": "ray"}, {"Key": "owner", "Value": "ml"}])
-    handler.on_event(cfn_event("Update", new, cluster_config(), physical_id="ray-hp"), None)
-    tags = moto_sagemaker.list_tags(ResourceArn=arn)["Tags"]
-    assert sorted(t["Key"] for t in tags) == ["owner", "project"]
+    update = started(handler, cfn_event("Update", new, cluster_config(), physical_id="ray-hp"))
+    assert handler.is_complete(update, None)["IsComplete"] is True
+    tags = {t["Key"] for t in moto_sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags == {"owner", "project", "ray-on-hyperpod:cfn-stack-id", "ray-on-hyperpod:cfn-logical-id"}
 
     delete = started(handler, cfn_event("Delete", physical_id="ray-hp"))
     assert handler.is_complete(delete, None) == {"IsComplete": True}
@@ -529,6 +696,119 @@ def test_moto_create_describe_nodes_update_tags_delete(handler: ModuleType, moto
         moto_sagemaker.describe_cluster(ClusterName="ray-hp")
 
 
+def test_moto_create_retried_after_a_lost_response_adopts_instead_of_failing(
+    handler: ModuleType, moto_sagemaker: Any
+) -> None:
+    # The first attempt's CreateCluster reached SageMaker (as the handler sends it); its answer never came
+    # back.
+    moto_sagemaker.create_cluster(**owned(cluster_config()))
+    event = started(handler, cfn_event("Create"))
+    assert event["PhysicalResourceId"] == "ray-hp"
+    assert handler.is_complete(event, None)["IsComplete"] is True
+    assert len(moto_sagemaker.list_clusters()["ClusterSummaries"]) == 1
+
+
+def test_moto_create_over_someone_elses_cluster_fails_and_leaves_it(
+    handler: ModuleType, moto_sagemaker: Any
+) -> None:
+    moto_sagemaker.create_cluster(**cluster_config())  # no owner tags: not this resource's
+    with pytest.raises(handler.ClusterNotOwnedError):
+        handler.on_event(cfn_event("Create"), None)
+    assert moto_sagemaker.describe_cluster(ClusterName="ray-hp")["ClusterStatus"] == "InService"
+
+
 def test_moto_delete_of_a_missing_cluster_succeeds(handler: ModuleType, moto_sagemaker: Any) -> None:
     event = started(handler, cfn_event("Delete", physical_id="never-created"))
     assert handler.is_complete(event, None) == {"IsComplete": True}
+
+
+# --- node wait ------------------------------------------------------------------------------------
+
+
+class _SignalReceiver(BaseHTTPRequestHandler):
+    """Stands in for the wait condition's presigned S3 URL: records each PUT."""
+
+    received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.headers.get("Content-Type", ""), json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def signal_url() -> Any:
+    _SignalReceiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), _SignalReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/signal?X-Amz-Signature=abc"
+    server.shutdown()
+
+
+RULE_ARN = f"arn:aws:events:us-east-1:{ACCOUNT}:rule/HyperPod-NodeWaitSchedule-ABC123"
+
+
+def poll_event(url: str, timeout: int = 43200) -> dict[str, Any]:
+    return {"clusterName": "ray-hp", "signalUrl": url, "timeoutSeconds": timeout, "ruleArn": RULE_ARN}
+
+
+def test_node_wait_signals_success_once_every_group_is_at_its_count_and_stops(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber], signal_url: str
+) -> None:
+    sagemaker, events = node_wait_stubs
+    sagemaker.add_response("describe_cluster", described("InService", current={"workers": 2}), NAME)
+    assert node_wait.handler(poll_event(signal_url), None)["status"] == "WAITING"
+    assert _SignalReceiver.received == []
+
+    sagemaker.add_response("describe_cluster", described("InService"), NAME)
+    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    assert node_wait.handler(poll_event(signal_url), None)["status"] == "SUCCESS"
+    ((content_type, signal),) = _SignalReceiver.received
+    assert content_type == ""  # what the presigned URL was signed with
+    assert signal["Status"] == "SUCCESS"
+    assert signal["UniqueId"] == "ray-hp"
+    assert "head 1/1, workers 4/4" in signal["Reason"]
+
+
+def test_node_wait_fails_with_the_clusters_message_or_when_it_is_gone(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber], signal_url: str
+) -> None:
+    sagemaker, events = node_wait_stubs
+    sagemaker.add_response("describe_cluster", described("Failed", failure="Insufficient capacity"), NAME)
+    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    node_wait.handler(poll_event(signal_url), None)
+    sagemaker.add_client_error("describe_cluster", "ResourceNotFound", "not found", expected_params=NAME)
+    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    node_wait.handler(poll_event(signal_url), None)
+    reasons = [(s["Status"], s["Reason"]) for _, s in _SignalReceiver.received]
+    assert reasons == [
+        ("FAILURE", "HyperPod cluster 'ray-hp' is Failed: Insufficient capacity"),
+        ("FAILURE", "HyperPod cluster 'ray-hp' no longer exists"),
+    ]
+
+
+def test_node_wait_gives_up_before_the_wait_condition_with_the_failing_nodes_message(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber], signal_url: str
+) -> None:
+    sagemaker, events = node_wait_stubs
+    answer = described("InService", current={"workers": 3})
+    answer["CreationTime"] = datetime.now(UTC) - timedelta(hours=12)
+    sagemaker.add_response("describe_cluster", answer, NAME)
+    node = {
+        "InstanceGroupName": "workers",
+        "InstanceId": "i-0123456789abcdef0",
+        "InstanceType": "ml.g5.8xlarge",
+        "LaunchTime": datetime.now(UTC),
+        "InstanceStatus": {"Status": "Failure", "Message": "DCGM level 4 diagnostic failed on GPU 3"},
+    }
+    sagemaker.add_response("list_cluster_nodes", {"ClusterNodeSummaries": [node]}, NAME)
+    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    assert node_wait.handler(poll_event(signal_url), None)["status"] == "FAILURE"
+    ((_, signal),) = _SignalReceiver.received
+    assert "workers 3/4" in signal["Reason"]
+    assert "workers/i-0123456789abcdef0: DCGM level 4 diagnostic failed on GPU 3" in signal["Reason"]
