@@ -14,6 +14,9 @@ from .nag import acknowledge, managed_policy
 from .network import NetworkStack
 from .retention import retention
 
+# The VPC CNI enforces NetworkPolicies only with its network policy agent on (k8s_charts/network_policy.py).
+ADDON_CONFIGURATION: dict[str, dict] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+
 
 class EksStack(cdk.Stack):
     """EKS cluster with encrypted secrets, full control-plane logging, managed add-ons and admin access."""
@@ -97,6 +100,7 @@ class EksStack(cdk.Stack):
                 addon_name=name,
                 addon_version=version,
                 preserve_on_delete=False,
+                configuration_values=ADDON_CONFIGURATION.get(name),
             )
             for name, version in config.addon_versions.items()
         ]
