@@ -11,8 +11,8 @@ __all__ = [
     "DynamicFileSystem",
     "NamespaceChart",
     "RayClusterChart",
-    "RayNetworkPolicyChart",
     "RayJobChart",
+    "RayNetworkPolicyChart",
     "StaticFileSystem",
     "StorageChart",
 ]

@@ -11,9 +11,9 @@ from config import AppConfig, load_config
 from k8s_charts import (
     DynamicFileSystem,
     NamespaceChart,
-    RayNetworkPolicyChart,
     RayClusterChart,
     RayJobChart,
+    RayNetworkPolicyChart,
     StaticFileSystem,
     StorageChart,
 )
