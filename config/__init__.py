@@ -1,9 +1,9 @@
 """Typed, validated configuration of the app: the one object every stack, construct and chart reads."""
 
-from .app import AppConfig, EnvConfig
+from .app import AppConfig, EnvConfig, PodSize
 from .eks import EksConfig
 from .hyperpod import HyperPodConfig, InstanceGroupConfig
-from .instance_types import accelerators
+from .instance_types import InstanceFacts, instance_facts
 from .loader import CONFIG_FILE_KEY, ConfigError, load_config
 from .network import NetworkConfig
 from .ray import KubeRayConfig, RayConfig, WorkerGroupConfig
@@ -16,12 +16,14 @@ __all__ = [
     "EksConfig",
     "EnvConfig",
     "HyperPodConfig",
+    "InstanceFacts",
     "InstanceGroupConfig",
     "KubeRayConfig",
     "NetworkConfig",
+    "PodSize",
     "RayConfig",
     "StorageConfig",
     "WorkerGroupConfig",
-    "accelerators",
+    "instance_facts",
     "load_config",
 ]

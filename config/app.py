@@ -1,22 +1,32 @@
 """The whole app's configuration: one object, validated once, passed down to every stack."""
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
+from .capacity import cpu_millis, cpu_quantity, memory_mib, memory_quantity, ray_pod_capacity
 from .eks import EksConfig
-from .hyperpod import HyperPodConfig
-from .instance_types import accelerators
+from .hyperpod import HyperPodConfig, InstanceGroupConfig
+from .instance_types import UnknownInstanceTypeError
 from .network import NetworkConfig
 from .observability import ObservabilityConfig, check_one_dcgm_exporter
-from .ray import KubeRayConfig, RayConfig
+from .ray import HeadConfig, KubeRayConfig, RayConfig, WorkerGroupConfig
 from .storage import StorageConfig
 
 PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+class PodSize(NamedTuple):
+    """What a Ray pod requests (and, being Guaranteed, is limited to)."""
+
+    cpu: str
+    memory: str
+    gpus: int
+    efa: int
 
 
 class EnvConfig(Section):
@@ -90,33 +100,69 @@ class AppConfig(Section):
 
     @model_validator(mode="after")
     def _ray_fits_hyperpod(self) -> "AppConfig":
+        """Every Ray pod fits the node its group selects (one Ray pod per node, config/capacity.py)."""
         groups = {group.name: group for group in self.hyperpod.instance_groups}
         problems = []
-        if self.ray.head.instance_group not in groups:
-            problems.append(
-                f"ray.head.instance_group {self.ray.head.instance_group!r} is not one of "
-                f"hyperpod.instance_groups {sorted(groups)}"
-            )
-        for i, worker in enumerate(self.ray.worker_groups):
-            where = f"ray.worker_groups[{i}]"
-            group = groups.get(worker.instance_group)
+        used: dict[str, str] = {}
+        for where, ray_group in self._ray_groups():
+            group = groups.get(ray_group.instance_group)
             if group is None:
                 problems.append(
-                    f"{where}.instance_group {worker.instance_group!r} is not one of "
+                    f"{where}.instance_group {ray_group.instance_group!r} is not one of "
                     f"hyperpod.instance_groups {sorted(groups)}"
                 )
                 continue
-            gpus = accelerators(group.instance_type).gpus
-            if worker.gpus is not None and worker.gpus != gpus:
-                problems.append(f"{where}.gpus={worker.gpus} but {group.instance_type} has {gpus} GPUs")
-            if worker.max_replicas > group.count:
+            if group.name in used:
                 problems.append(
-                    f"{where}.max_replicas={worker.max_replicas} exceeds the {group.count} "
+                    f"{where}.instance_group {group.name!r} is already used by {used[group.name]}: "
+                    "each Ray group needs its own instance group (one Ray pod per node)"
+                )
+            used.setdefault(group.name, where)
+            problems += _size_problems(where, ray_group, group)
+            if isinstance(ray_group, WorkerGroupConfig) and ray_group.max_replicas > group.count:
+                problems.append(
+                    f"{where}.max_replicas={ray_group.max_replicas} exceeds the {group.count} "
                     f"nodes of instance group {group.name!r} (one Ray worker pod per node)"
                 )
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _ray_groups(self) -> list[tuple[str, HeadConfig | WorkerGroupConfig]]:
+        workers = [(f"ray.worker_groups[{i}]", w) for i, w in enumerate(self.ray.worker_groups)]
+        return [("ray.head", self.ray.head), *workers]
+
+    @property
+    def image_has_efa(self) -> bool:
+        """The project's image carries the EFA provider and aws-ofi-nccl; a user's image says so itself."""
+        return self.ray.image_uri is None or self.ray.image_efa
+
+    def head_size(self) -> PodSize:
+        """Resources of the head pod: configured, or all its node can give a pod."""
+        head = self.ray.head
+        group = self.hyperpod.group(head.instance_group)
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core)
+        # The head runs no tasks (num-cpus 0): its CPUs serve GCS, the dashboard and job drivers, so
+        # fractions of a core are worth keeping.
+        return PodSize(
+            cpu=head.cpu or cpu_quantity(room.cpu_millis),
+            memory=head.memory or memory_quantity(room.memory_mib),
+            gpus=0,
+            efa=0,
+        )
+
+    def worker_size(self, worker_index: int) -> PodSize:
+        """Resources of one worker pod: configured, or all its node can give a pod."""
+        worker = self.ray.worker_groups[worker_index]
+        group = self.hyperpod.group(worker.instance_group)
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core)
+        # Whole cores: Ray schedules whole CPUs, and KubeRay would round a fraction up for num-cpus.
+        return PodSize(
+            cpu=worker.cpu or cpu_quantity(room.cpu_millis // 1000 * 1000),
+            memory=worker.memory or memory_quantity(room.memory_mib),
+            gpus=room.gpus if worker.gpus is None else worker.gpus,
+            efa=room.efa if worker.efa and self.image_has_efa else 0,
+        )
 
     @property
     def dynamic_fsx_tag(self) -> tuple[str, str]:
@@ -126,7 +172,37 @@ class AppConfig(Section):
 
     def worker_gpus(self, worker_index: int) -> int:
         """GPUs per pod of a worker group: configured, or the whole instance's."""
-        worker = self.ray.worker_groups[worker_index]
-        if worker.gpus is not None:
-            return worker.gpus
-        return accelerators(self.hyperpod.group(worker.instance_group).instance_type).gpus
+        return self.worker_size(worker_index).gpus
+
+
+def _size_problems(
+    where: str, ray_group: HeadConfig | WorkerGroupConfig, group: InstanceGroupConfig
+) -> list[str]:
+    """Configured sizes larger than one node of the group can give a pod; a node too small for any."""
+    try:
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core)
+    except UnknownInstanceTypeError as error:
+        return [f"{where}: instance group {group.name!r}: {error}"]
+    node = f"one {group.instance_type} node (ThreadsPerCore {group.threads_per_core})"
+    need_cpu = 1 if isinstance(ray_group, HeadConfig) else 1000  # a worker gets whole cores
+    if room.cpu_millis < need_cpu or room.memory_mib < 1024:
+        return [
+            f"{where}: {node} leaves {cpu_quantity(max(room.cpu_millis, 0))} CPU and "
+            f"{memory_quantity(max(room.memory_mib, 0))} memory for a Ray pod after the kubelet "
+            "reservation and the per-node system pods: choose a larger instance type"
+        ]
+    problems = []
+    if ray_group.cpu is not None and cpu_millis(ray_group.cpu) > room.cpu_millis:
+        problems.append(
+            f"{where}.cpu={ray_group.cpu!r} is more than {node} can give a pod: "
+            f"at most {cpu_quantity(room.cpu_millis)}"
+        )
+    if ray_group.memory is not None and memory_mib(ray_group.memory) > room.memory_mib:
+        problems.append(
+            f"{where}.memory={ray_group.memory!r} is more than {node} can give a pod: "
+            f"at most {memory_quantity(room.memory_mib)}"
+        )
+    gpus = getattr(ray_group, "gpus", None)
+    if gpus is not None and gpus > room.gpus:
+        problems.append(f"{where}.gpus={gpus} exceeds the {room.gpus} GPUs of {group.instance_type}")
+    return problems

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
-from .instance_types import accelerators
+from .instance_types import known_gpus
 
 # SageMaker's own patterns for ClusterName and InstanceGroupName (botocore service model).
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -106,7 +106,7 @@ class InstanceGroupConfig(Section):
 
 def is_accelerated(instance_type: str) -> bool:
     """True for GPU and Trainium instance types, the only ones deep health checks run on."""
-    return accelerators(instance_type).gpus > 0 or bool(ACCELERATED_FAMILY.fullmatch(instance_type))
+    return known_gpus(instance_type) > 0 or bool(ACCELERATED_FAMILY.fullmatch(instance_type))
 
 
 def _default_groups() -> tuple[InstanceGroupConfig, ...]:

@@ -1,6 +1,7 @@
 """KubeRay and the RayCluster: operator version, image, head and worker groups."""
 
 import re
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -43,12 +44,22 @@ class KubeRayConfig(Section):
     _ns = field_validator("namespace")(check_dns_label)
 
 
+SIZE_HELP = (
+    "Defaults to all that one node of the instance group can give a pod (config/capacity.py); "
+    "a larger value is a config error."
+)
+
+
+def check_optional_quantity(value: str | None) -> str | None:
+    return None if value is None else check_quantity(value)
+
+
 class HeadConfig(Section):
     instance_group: str = "head"
-    cpu: str = "6"  # ml.m5.2xlarge has 8 vCPUs: leave room for the HyperPod agents and kube-system
-    memory: str = "24Gi"
+    cpu: str | None = Field(default=None, description=SIZE_HELP)
+    memory: str | None = Field(default=None, description=SIZE_HELP)
 
-    _quantities = field_validator("cpu", "memory")(check_quantity)
+    _quantities = field_validator("cpu", "memory")(check_optional_quantity)
 
 
 class WorkerGroupConfig(Section):
@@ -58,12 +69,16 @@ class WorkerGroupConfig(Section):
     min_replicas: int = Field(default=0, ge=0)
     max_replicas: int = Field(default=4, ge=0)
     gpus: int | None = Field(default=None, ge=0, description="Defaults to the instance type's GPU count.")
-    efa: bool = Field(default=True, description="Request every EFA interface of the instance type.")
-    cpu: str = "180"  # ml.p5.48xlarge: 192 vCPUs, 2 TiB
-    memory: str = "1800Gi"
+    efa: bool = Field(
+        default=True,
+        description="Request every EFA device of the instance type, when the image can use them "
+        "(the project's image, or ray.image_efa for ray.image_uri).",
+    )
+    cpu: str | None = Field(default=None, description=SIZE_HELP)
+    memory: str | None = Field(default=None, description=SIZE_HELP)
 
     _name = field_validator("name")(check_dns_label)
-    _quantities = field_validator("cpu", "memory")(check_quantity)
+    _quantities = field_validator("cpu", "memory")(check_optional_quantity)
 
     @model_validator(mode="after")
     def _replicas_in_range(self) -> "WorkerGroupConfig":
@@ -93,6 +108,14 @@ class RayJobConfig(Section):
     name: str = "fsdp-train"
     entrypoint_args: tuple[str, ...] = ("--max-steps", "1000", "--checkpoint-every", "50")
     shutdown_after_job_finishes: bool = False
+    pre_running_deadline_seconds: int = Field(
+        default=10800,
+        gt=0,
+        le=2**31 - 1,
+        description="The RayJob fails if it is not Running this long after it starts: a cluster that never "
+        "becomes ready shows as a failed job. The default leaves room for the ~2 h of deep health checks "
+        "a new instance goes through.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -107,6 +130,15 @@ class RayConfig(Section):
     python_tag: str = "py311"
     image_uri: str | None = Field(
         default=None, description="Use this image instead of building docker/ray/Dockerfile at deploy."
+    )
+    image_efa: bool = Field(
+        default=False,
+        description="image_uri carries libfabric's EFA provider and the aws-ofi-nccl plugin: request EFA "
+        "devices for it (the project's image always does).",
+    )
+    nccl_debug: Literal["VERSION", "WARN", "INFO", "TRACE"] = Field(
+        default="INFO",
+        description="NCCL_DEBUG of the workers; INFO logs at start which network (EFA or sockets) NCCL uses.",
     )
     head: HeadConfig = HeadConfig()
     worker_groups: tuple[WorkerGroupConfig, ...] = (WorkerGroupConfig(),)

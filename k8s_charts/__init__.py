@@ -1,6 +1,7 @@
 """cdk8s charts of the Kubernetes objects the ray stack adds to the EKS cluster."""
 
 from .namespace import NamespaceChart
+from .network_policy import RayNetworkPolicyChart
 from .ray_cluster import RayClusterChart
 from .ray_job import JOB_DIR, RayJobChart
 from .storage import DynamicFileSystem, StaticFileSystem, StorageChart
@@ -11,6 +12,7 @@ __all__ = [
     "NamespaceChart",
     "RayClusterChart",
     "RayJobChart",
+    "RayNetworkPolicyChart",
     "StaticFileSystem",
     "StorageChart",
 ]

@@ -12,6 +12,9 @@ from typing import Any, NamedTuple
 from k8s_charts.imports.io import ray
 
 RAY_STOP = ("/bin/sh", "-c", "ray stop")
+# The `ray` user of the rayproject/ray images (and so of docker/ray/Dockerfile): uid 1000, group users.
+RAY_UID = 1000
+RAY_GID = 100
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class RayContainer:
 
 @dataclass(frozen=True)
 class Pod:
+    """A Ray pod. It runs as the image's `ray` user with no capabilities, no privilege escalation and the
+    runtime's default seccomp profile; the root filesystem stays writable because Ray writes to the home
+    directory (runtime environments, caches)."""
+
     container: RayContainer
     node_selector: Mapping[str, str]
     volumes: Sequence[Volume] = ()
@@ -69,6 +76,10 @@ class PodTypes(NamedTuple):
     empty_dir: Any
     claim: Any
     toleration: Any
+    pod_security: Any
+    pod_seccomp: Any
+    security: Any
+    capabilities: Any
 
 
 def _family(prefix: str) -> PodTypes:
@@ -90,6 +101,10 @@ def _family(prefix: str) -> PodTypes:
         "empty_dir": "SpecVolumesEmptyDir",
         "claim": "SpecVolumesPersistentVolumeClaim",
         "toleration": "SpecTolerations",
+        "pod_security": "SpecSecurityContext",
+        "pod_seccomp": "SpecSecurityContextSeccompProfile",
+        "security": "SpecContainersSecurityContext",
+        "capabilities": "SpecContainersSecurityContextCapabilities",
     }
     return PodTypes(**{key: getattr(ray, prefix + suffix) for key, suffix in suffixes.items()})
 
@@ -105,6 +120,12 @@ def pod_template(types: PodTypes, pod: Pod) -> Any:
         node_selector=dict(pod.node_selector),
         tolerations=[_toleration(types, toleration) for toleration in pod.tolerations] or None,
         volumes=[_volume(types, volume) for volume in pod.volumes] or None,
+        security_context=types.pod_security(
+            run_as_non_root=True,
+            run_as_user=RAY_UID,
+            run_as_group=RAY_GID,
+            seccomp_profile=types.pod_seccomp(type="RuntimeDefault"),
+        ),
     )
     return types.template(spec=spec)
 
@@ -122,6 +143,9 @@ def _container(types: PodTypes, container: RayContainer, volumes: Sequence[Volum
         lifecycle=types.lifecycle(pre_stop=types.pre_stop(exec=types.exec(command=list(RAY_STOP)))),
         volume_mounts=[types.mount(name=volume.name, mount_path=volume.mount_path) for volume in volumes]
         or None,
+        security_context=types.security(
+            allow_privilege_escalation=False, capabilities=types.capabilities(drop=["ALL"])
+        ),
     )
 
 
@@ -146,7 +170,7 @@ def _toleration(types: PodTypes, toleration: Toleration) -> Any:
 
 
 def head_group(*, ray_start_params: Mapping[str, str], pod: Pod) -> ray.RayClusterSpecHeadGroupSpec:
-    # ClusterIP only: the dashboard and the job API accept unauthenticated job submissions.
+    # ClusterIP only: reachable through port-forward, never from outside the cluster.
     return ray.RayClusterSpecHeadGroupSpec(
         ray_start_params=dict(ray_start_params),
         service_type="ClusterIP",
@@ -180,3 +204,15 @@ def autoscaler(*, idle_timeout_seconds: int) -> ray.RayClusterSpecAutoscalerOpti
         upscaling_mode=ray.RayClusterSpecAutoscalerOptionsUpscalingMode.DEFAULT,
         version=ray.RayClusterSpecAutoscalerOptionsVersion.V2,
     )
+
+
+def token_auth() -> ray.RayClusterSpecAuthOptions:
+    """Ray token authentication (Ray >= 2.52). Without a secretName, KubeRay creates a Secret named after
+    the RayCluster holding a random token under `auth_token`, owned by the cluster, and sets RAY_AUTH_MODE
+    and RAY_AUTH_TOKEN on every Ray container (and on the RayJob submitter)."""
+    return ray.RayClusterSpecAuthOptions(mode=ray.RayClusterSpecAuthOptionsMode.TOKEN)
+
+
+def recreate_on_change() -> ray.RayClusterSpecUpgradeStrategy:
+    """Without it KubeRay 1.7 never applies a changed pod template to running pods."""
+    return ray.RayClusterSpecUpgradeStrategy(type=ray.RayClusterSpecUpgradeStrategyType.RECREATE)

@@ -3,8 +3,8 @@
 from cdk8s import ApiObjectMetadata, Chart
 from constructs import Construct
 
-from config import AppConfig, InstanceGroupConfig, accelerators
-from config.ray import WorkerGroupConfig
+from config import AppConfig, InstanceGroupConfig, PodSize, instance_facts
+from config.capacity import cpu_millis
 from k8s_charts import kuberay
 from k8s_charts.imports.io import ray
 
@@ -21,6 +21,9 @@ RAY_TMP = kuberay.Volume(name="ray-logs", mount_path="/tmp/ray")
 # NCCL and Ray's object store use /dev/shm; a container's default one is 64 MiB.
 SHARED_MEMORY = kuberay.Volume(name="dshm", mount_path="/dev/shm", medium="Memory")
 FSX_VOLUME = "fsx"
+# GPUs whose instances support GPUDirect RDMA over EFA (EC2 "EFA and GPUDirect RDMA" support): NCCL may
+# then read and write GPU memory through the EFA device directly.
+RDMA_GPU_MODELS = frozenset({"A100-40GB", "A100-80GB", "H100", "H200", "B200", "B300"})
 
 
 class RayClusterChart(Chart):
@@ -36,6 +39,9 @@ class RayClusterChart(Chart):
         self.namespace_name = config.ray.namespace
         # The ClusterIP service KubeRay creates for the head (dashboard 8265, client 10001, GCS 6379).
         self.head_service_name = f"{config.ray.cluster_name}-head-svc"
+        # The Secret KubeRay creates for token authentication (key `auth_token`): named after the cluster.
+        self.auth_secret_name = config.ray.cluster_name
+        self.auth_secret_key = "auth_token"
         autoscaling = config.ray.autoscaling
         ray.RayCluster(
             self,
@@ -43,6 +49,10 @@ class RayClusterChart(Chart):
             metadata=ApiObjectMetadata(name=config.ray.cluster_name, namespace=config.ray.namespace),
             spec=ray.RayClusterSpec(
                 ray_version=config.ray.ray_version,
+                auth_options=kuberay.token_auth(),
+                # A redeploy that changes the pod template restarts every Ray pod; a running job resumes
+                # from its last checkpoint on /fsx.
+                upgrade_strategy=kuberay.recreate_on_change(),
                 head_group_spec=_head(config, image),
                 worker_group_specs=[_worker(config, image, i) for i in range(len(config.ray.worker_groups))],
                 enable_in_tree_autoscaling=True if autoscaling.enabled else None,
@@ -57,10 +67,11 @@ class RayClusterChart(Chart):
 
 def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
     group = config.hyperpod.group(config.ray.head.instance_group)
+    size = config.head_size()
     container = kuberay.RayContainer(
         name="ray-head",
         image=image,
-        resources={"cpu": config.ray.head.cpu, "memory": config.ray.head.memory},
+        resources={"cpu": size.cpu, "memory": size.memory},
         ports=HEAD_PORTS,
         env=_monitoring_env(config),
     )
@@ -77,12 +88,15 @@ def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
 def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWorkerGroupSpecs:
     worker = config.ray.worker_groups[index]
     group = config.hyperpod.group(worker.instance_group)
-    gpus = config.worker_gpus(index)
+    size = config.worker_size(index)
     container = kuberay.RayContainer(
-        name="ray-worker", image=image, resources=_worker_resources(worker, group, gpus)
+        name="ray-worker",
+        image=image,
+        resources=_worker_resources(size),
+        env=_network_env(config, group, size),
     )
     tolerations = _group_tolerations(group)
-    if gpus > 0:
+    if size.gpus > 0:
         tolerations += (kuberay.Toleration(key=GPU_RESOURCE),)
     pod = kuberay.Pod(
         container=container,
@@ -95,21 +109,41 @@ def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWork
         replicas=worker.replicas,
         min_replicas=worker.min_replicas,
         max_replicas=worker.max_replicas,
-        ray_start_params={"num-gpus": str(gpus)},
+        # Whole CPUs for Ray: KubeRay would round a fractional limit up and over-promise.
+        ray_start_params={"num-cpus": str(cpu_millis(size.cpu) // 1000), "num-gpus": str(size.gpus)},
         pod=pod,
     )
 
 
-def _worker_resources(
-    worker: WorkerGroupConfig, group: InstanceGroupConfig, gpus: int
-) -> dict[str, str | int]:
-    resources: dict[str, str | int] = {"cpu": worker.cpu, "memory": worker.memory}
-    if gpus > 0:
-        resources[GPU_RESOURCE] = gpus
-    efa = accelerators(group.instance_type).efa_interfaces
-    if worker.efa and efa > 0:
-        resources[EFA_RESOURCE] = efa
+def _worker_resources(size: PodSize) -> dict[str, str | int]:
+    resources: dict[str, str | int] = {"cpu": size.cpu, "memory": size.memory}
+    if size.gpus > 0:
+        resources[GPU_RESOURCE] = size.gpus
+    if size.efa > 0:
+        resources[EFA_RESOURCE] = size.efa
     return resources
+
+
+def _network_env(config: AppConfig, group: InstanceGroupConfig, size: PodSize) -> dict[str, str]:
+    """What NCCL needs to say which network it uses and, with EFA devices, to use them.
+
+    EFA also needs an unlimited locked-memory limit to register buffers. AWS's EKS samples
+    (awsome-distributed-training's FSDP and nccl-tests manifests) set nothing for it in the pod: the
+    node's container runtime provides it (amazon-eks-ami raised the containers' memlock limit to
+    unlimited, awslabs/amazon-eks-ami#595). The pod does the same and adds no capability;
+    docker/ray/README.md shows how to check it on a node.
+    """
+    if size.gpus == 0:
+        return {}
+    env = {"NCCL_DEBUG": config.ray.nccl_debug, "NCCL_DEBUG_SUBSYS": "INIT,NET"}
+    if size.efa > 0:
+        env |= {
+            "FI_PROVIDER": "efa",  # libfabric: EFA only, never a TCP fallback provider
+            "FI_EFA_FORK_SAFE": "1",  # Ray forks worker processes after libfabric may have started
+        }
+        if instance_facts(group.instance_type).gpu_model in RDMA_GPU_MODELS:
+            env["FI_EFA_USE_DEVICE_RDMA"] = "1"
+    return env
 
 
 def _node_selector(group: InstanceGroupConfig) -> dict[str, str]:

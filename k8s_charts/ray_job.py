@@ -42,6 +42,8 @@ class RayJobChart(Chart):
                 cluster_selector={CLUSTER_LABEL: config.ray.cluster_name},
                 runtime_env_yaml=yaml.safe_dump({"working_dir": JOB_DIR}),
                 shutdown_after_job_finishes=job.shutdown_after_job_finishes,
+                # Fails the job visibly when the cluster never becomes ready (no nodes, Pending pods).
+                pre_running_deadline_seconds=job.pre_running_deadline_seconds,
             ),
         )
 

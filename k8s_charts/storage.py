@@ -119,6 +119,8 @@ def _storage_class(chart: Chart, storage: StorageConfig, fs: DynamicFileSystem) 
         mount_options=MOUNT_OPTIONS,
         # Delete: the claim is the file system's only owner; Retain would orphan it after cdk destroy.
         reclaim_policy="Delete",
+        # FSx for Lustre grows online; the CSI driver's resizer turns a larger PVC request into it.
+        allow_volume_expansion=True,
     )
 
 

@@ -5,7 +5,8 @@ from typing import Any
 
 import yaml
 
-from config import AppConfig, accelerators
+from config import AppConfig
+from config.instance_types import known_gpus
 from config.observability import DATASOURCE_NAME, DATASOURCE_UID
 
 from .dashboards import GPU_PROVIDER, RAY_DASHBOARD_SCRIPT, RAY_DASHBOARDS_DIR, gpu_dashboard_json
@@ -49,7 +50,7 @@ def _head_placement(config: AppConfig) -> dict[str, Any]:
 
 def gpu_instance_types(config: AppConfig) -> list[str]:
     return sorted(
-        {g.instance_type for g in config.hyperpod.instance_groups if accelerators(g.instance_type).gpus > 0}
+        {g.instance_type for g in config.hyperpod.instance_groups if known_gpus(g.instance_type) > 0}
     )
 
 

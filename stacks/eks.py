@@ -15,6 +15,8 @@ from .network import NetworkStack
 from .retention import retention
 
 NO_ADMIN_WARNING = "ray-hyperpod:eks-no-admin-principal"  # id for `cdk.Annotations.acknowledge_warning`
+# The VPC CNI enforces NetworkPolicies only with its network policy agent on (k8s_charts/network_policy.py).
+ADDON_CONFIGURATION: dict[str, dict] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 
 
 class EksStack(cdk.Stack):
@@ -98,6 +100,7 @@ class EksStack(cdk.Stack):
                 addon_name=name,
                 addon_version=version,
                 preserve_on_delete=False,
+                configuration_values=ADDON_CONFIGURATION.get(name),
             )
             for name, version in config.addon_versions.items()
         ]

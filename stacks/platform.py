@@ -90,7 +90,14 @@ class PlatformStack(cdk.Stack):
             version=config.storage.csi_driver_chart_version,
             release="aws-fsx-csi-driver",
             namespace="kube-system",
-            values={"controller": {"serviceAccount": {"create": False, "name": FSX_CSI_SERVICE_ACCOUNT}}},
+            values={
+                "controller": {
+                    "serviceAccount": {"create": False, "name": FSX_CSI_SERVICE_ACCOUNT},
+                    # Explicit: the controller would otherwise ask the instance metadata service, which
+                    # a hop limit or IMDSv2-only node can refuse.
+                    "region": self.region,
+                }
+            },
             wait=False,
         )
         # The controller must start with its IRSA-annotated account; on destroy the driver goes first.

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from config import AppConfig
 from k8s_charts.namespace import NamespaceChart
+from k8s_charts.network_policy import RayNetworkPolicyChart
 from k8s_charts.ray_cluster import RayClusterChart
 from k8s_charts.ray_job import RayJobChart
 from k8s_charts.storage import DynamicFileSystem, StorageChart
@@ -47,6 +48,13 @@ class RayStack(cdk.Stack):
         # Created after its claim; deleted before it, so the PVC is not held by running pods
         # (kubernetes.io/pvc-protection would keep the PVC, and a dynamic file system, alive).
         ray_cluster.node.add_dependency(claim)
+        policies = self.deployer.apply(
+            "NetworkPolicyManifest", RayNetworkPolicyChart(k8s, "ray-network-policy", config=config)
+        )
+        # In place before the first Ray pod listens; removed after the last one is gone.
+        ray_cluster.node.add_dependency(policies)
+        policies.node.add_dependency(namespace)
+        self.auth_secret_name = cluster_chart.auth_secret_name
         if config.ray.job.enabled:
             job = self.deployer.apply("RayJobManifest", RayJobChart(k8s, "ray-job", config=config))
             # The job submits to the running cluster; on destroy it stops before the cluster goes.
@@ -93,6 +101,8 @@ class RayStack(cdk.Stack):
         cdk.CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         cdk.CfnOutput(self, "RayNamespace", value=config.ray.namespace)
         cdk.CfnOutput(self, "RayHeadService", value=chart.head_service_name)
+        # Created by KubeRay (token authentication); key `auth_token`. Clients send it as a bearer token.
+        cdk.CfnOutput(self, "RayAuthSecret", value=chart.auth_secret_name)
         cdk.CfnOutput(
             self,
             "DashboardPortForward",
@@ -101,6 +111,8 @@ class RayStack(cdk.Stack):
         cdk.CfnOutput(
             self,
             "JobSubmitCommand",
-            value="ray job submit --address http://127.0.0.1:8265 --working-dir jobs/fsdp_ray -- "
+            value=f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$(kubectl -n {config.ray.namespace} get secret "
+            f"{chart.auth_secret_name} -o jsonpath='{{.data.auth_token}}' | base64 -d) "
+            "ray job submit --address http://127.0.0.1:8265 --working-dir jobs/fsdp_ray -- "
             f"python3 train.py --storage-path {config.storage.mount_path}/ray_results",
         )

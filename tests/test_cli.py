@@ -36,6 +36,7 @@ def test_cli_synth_writes_every_stack_and_the_manifests(cli_out):
         "Platform-KuberayNamespace.yaml",
         "Ray-ClaimManifest.yaml",
         "Ray-NamespaceManifest.yaml",
+        "Ray-NetworkPolicyManifest.yaml",
         "Ray-RayClusterManifest.yaml",
     ]
     summary = run([sys.executable, "scripts/summary.py", str(cli_out)], timeout=60).stdout

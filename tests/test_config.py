@@ -188,7 +188,10 @@ def test_app_reports_an_unreadable_config_file():
             {"ray.head.instance_group": "cpu"},
             "ray.head.instance_group 'cpu' is not one of hyperpod.instance_groups ['head', 'workers']",
         ),
-        ({"ray.worker_groups": '[{"gpus": 4}]'}, "ray.worker_groups[0].gpus=4 but ml.p5.48xlarge has 8 GPUs"),
+        (
+            {"ray.worker_groups": '[{"gpus": 9}]'},
+            "ray.worker_groups[0].gpus=9 exceeds the 8 GPUs of ml.p5.48xlarge",
+        ),
         (
             {"ray.worker_groups": '[{"max_replicas": 8, "replicas": 8}]'},
             "ray.worker_groups[0].max_replicas=8 exceeds the 4 nodes of instance group 'workers'",

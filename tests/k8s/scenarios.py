@@ -13,6 +13,7 @@ from k8s_charts import (
     NamespaceChart,
     RayClusterChart,
     RayJobChart,
+    RayNetworkPolicyChart,
     StaticFileSystem,
     StorageChart,
 )
@@ -35,15 +36,14 @@ G5_GROUPS = [
 ]
 G5_WORKERS = [
     {"name": "gpu-workers", "instance_group": "workers", "replicas": 1, "max_replicas": 4},
-    {
-        "name": "g5-workers",
-        "instance_group": "g5",
-        "replicas": 2,
-        "max_replicas": 2,
-        "cpu": "40",
-        "memory": "160Gi",
-    },
+    {"name": "g5-workers", "instance_group": "g5", "replicas": 2, "max_replicas": 2},
 ]
+# The acceptance case: 2 x ml.g5.12xlarge workers, no sizes given.
+G5_ONLY_GROUPS = [
+    {"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1},
+    {"name": "workers", "instance_type": "ml.g5.12xlarge", "count": 2},
+]
+G5_ONLY_WORKERS = [{"name": "gpu-workers", "instance_group": "workers", "replicas": 2, "max_replicas": 2}]
 
 # name -> context overrides (as `cdk -c` would pass them)
 SCENARIOS: dict[str, dict[str, str]] = {
@@ -60,6 +60,17 @@ SCENARIOS: dict[str, dict[str, str]] = {
         "hyperpod.instance_groups": json.dumps(G5_GROUPS),
         "ray.worker_groups": json.dumps(G5_WORKERS),
     },
+    "g5_only": {
+        "hyperpod.instance_groups": json.dumps(G5_ONLY_GROUPS),
+        "ray.worker_groups": json.dumps(G5_ONLY_WORKERS),
+    },
+    "explicit_sizes": {
+        "ray.head.cpu": "2",
+        "ray.head.memory": "16Gi",
+        "ray.worker_groups": json.dumps([{"cpu": "64", "memory": "1500Gi", "gpus": 4, "efa": False}]),
+        "ray.image_uri": "rayproject/ray:2.60.0-py311-gpu",
+    },
+    "user_image_with_efa": {"ray.image_uri": "example.com/ray:2.60.0-efa", "ray.image_efa": "true"},
 }
 
 
@@ -90,6 +101,7 @@ def synth(overrides: Mapping[str, str]) -> Synth:
         "namespace": NamespaceChart(app, "namespace", name=config.ray.namespace),
         "storage": StorageChart(app, "storage", storage=config.storage, namespace=config.ray.namespace, **fs),
         "ray_cluster": RayClusterChart(app, "ray-cluster", config=config, image=IMAGE),
+        "network_policy": RayNetworkPolicyChart(app, "network-policy", config=config),
     }
     if config.ray.job.enabled:
         result.charts["ray_job"] = RayJobChart(app, "ray-job", config=config)

@@ -66,9 +66,11 @@ def test_head_runs_on_the_head_group_and_takes_no_tasks(synths: dict[str, Synth]
     container = pod["containers"][0]
     assert container["name"] == "ray-head"
     assert container["image"] == IMAGE
+    # ml.m5.2xlarge with ThreadsPerCore 1: 4 cores, 32 GiB; what is left after the kubelet reservation,
+    # the per-node DaemonSets and the cluster's Deployments (config/capacity.py).
     assert container["resources"] == {
-        "limits": {"cpu": "6", "memory": "24Gi"},
-        "requests": {"cpu": "6", "memory": "24Gi"},
+        "limits": {"cpu": "2860m", "memory": "27205Mi"},
+        "requests": {"cpu": "2860m", "memory": "27205Mi"},
     }
     assert container["lifecycle"] == {"preStop": PRE_STOP}
 
@@ -123,14 +125,15 @@ def test_only_the_configured_monitoring_env() -> None:
 def test_p5_workers_take_whole_nodes_with_efa(synths: dict[str, Synth]) -> None:
     group = worker(synths["defaults"])
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (4, 0, 4)
-    assert group["rayStartParams"] == {"num-gpus": "8"}
+    assert group["rayStartParams"] == {"num-cpus": "94", "num-gpus": "8"}
     pod = group["template"]["spec"]
     assert pod["nodeSelector"] == P5_SELECTOR
     assert pod["tolerations"] == [GPU_TOLERATION]
     container = pod["containers"][0]
     assert container["name"] == "ray-worker"
     assert container["image"] == IMAGE
-    expected = {"cpu": "180", "memory": "1800Gi", "nvidia.com/gpu": 8, "vpc.amazonaws.com/efa": 32}
+    # 96 visible cores (ThreadsPerCore 1) and 2 TiB, less reservations: whole cores for Ray.
+    expected = {"cpu": "94", "memory": "1935220Mi", "nvidia.com/gpu": 8, "vpc.amazonaws.com/efa": 32}
     assert container["resources"] == {"limits": expected, "requests": expected}
     assert container["lifecycle"] == {"preStop": PRE_STOP}
 
@@ -146,7 +149,7 @@ def test_g5_group_gets_its_gpus_taints_and_no_efa(synths: dict[str, Synth]) -> N
     result = synths["g5_workers"]
     group = worker(result, "g5-workers")
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (2, 0, 2)
-    assert group["rayStartParams"] == {"num-gpus": "4"}
+    assert group["rayStartParams"] == {"num-cpus": "22", "num-gpus": "4"}
     pod = group["template"]["spec"]
     assert pod["nodeSelector"] == {
         "node.kubernetes.io/instance-type": "ml.g5.12xlarge",
@@ -158,7 +161,7 @@ def test_g5_group_gets_its_gpus_taints_and_no_efa(synths: dict[str, Synth]) -> N
         GPU_TOLERATION,
     ]
     # ml.g5.12xlarge has one EFA interface, but efa defaults to on: the group asks for it.
-    expected = {"cpu": "40", "memory": "160Gi", "nvidia.com/gpu": 4, "vpc.amazonaws.com/efa": 1}
+    expected = {"cpu": "22", "memory": "177217Mi", "nvidia.com/gpu": 4, "vpc.amazonaws.com/efa": 1}
     assert pod["containers"][0]["resources"]["limits"] == expected
     assert worker(result, "gpu-workers")["replicas"] == 1
 
@@ -175,16 +178,18 @@ def test_efa_off_and_cpu_workers() -> None:
     ]
     result = synth({"hyperpod.instance_groups": json.dumps(groups), "ray.worker_groups": json.dumps(workers)})
     g5 = worker(result, "gpu-workers")["template"]["spec"]
+    # ml.g5.2xlarge has no EFA device: nothing to request even with efa on.
     assert g5["containers"][0]["resources"]["limits"] == {
-        "cpu": "180",
-        "memory": "1800Gi",
+        "cpu": "2",
+        "memory": "27205Mi",
         "nvidia.com/gpu": 1,
     }
     cpu_group = worker(result, "cpu-workers")
-    assert cpu_group["rayStartParams"] == {"num-gpus": "0"}
+    assert cpu_group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "0"}
     cpu_pod = cpu_group["template"]["spec"]
-    assert cpu_pod["containers"][0]["resources"]["limits"] == {"cpu": "180", "memory": "1800Gi"}
+    assert cpu_pod["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "27205Mi"}
     assert "tolerations" not in cpu_pod
+    assert "env" not in cpu_pod["containers"][0]  # no GPUs: no NCCL settings
 
 
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name != "autoscaling"])

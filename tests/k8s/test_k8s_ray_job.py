@@ -25,6 +25,8 @@ def test_selects_the_existing_cluster(synths: dict[str, Synth]) -> None:
     assert ray_job["spec"]["clusterSelector"] == {"ray.io/cluster": "ray-cluster"}
     assert "rayClusterSpec" not in ray_job["spec"]
     assert ray_job["spec"]["shutdownAfterJobFinishes"] is True
+    # Room for the deep health checks of new instances before the job must be running.
+    assert ray_job["spec"]["preRunningDeadlineSeconds"] == 10800
 
 
 def test_entrypoint_runs_train_py_on_fsx(synths: dict[str, Synth]) -> None:
@@ -55,6 +57,7 @@ def test_entrypoint_follows_config() -> None:
             "ray.job.entrypoint_args": '["--max-steps", "10", "--num-workers", "2"]',
             "storage.mount_path": "/data",
             "ray.cluster_name": "other",
+            "ray.job.pre_running_deadline_seconds": "600",
         }
     )
     spec = job(result)["spec"]
@@ -65,4 +68,5 @@ def test_entrypoint_follows_config() -> None:
     )
     assert spec["clusterSelector"] == {"ray.io/cluster": "other"}
     assert spec["shutdownAfterJobFinishes"] is False
+    assert spec["preRunningDeadlineSeconds"] == 600
     assert result.charts["ray_job"].job_name == "short"

@@ -7,6 +7,9 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from config import load_config
+from config.capacity import cpu_millis, memory_mib, node_allocatable, ray_pod_capacity
+from stacks.components.hyperpod_cluster import PROPERTY as HYPERPOD_PROPERTY
+from stacks.components.hyperpod_cluster import RESOURCE_TYPE as HYPERPOD_RESOURCE
 from tests.conftest import synth_app
 from tests.k8s_validation import default_crd_dir, validate_k8s_objects
 
@@ -61,7 +64,7 @@ def test_csi_controller_runs_as_its_irsa_service_account(templates):
     (driver,) = platform.find_resources(
         "Custom::AWSCDK-EKS-HelmChart", {"Properties": {"Chart": "aws-fsx-csi-driver"}}
     ).values()
-    values = json.loads(driver["Properties"]["Values"])
+    values = json.loads(_joined(driver["Properties"]["Values"]))
     assert values["controller"]["serviceAccount"] == {"create": False, "name": "fsx-csi-controller-sa"}
     # IRSA: the role trusts the cluster's OIDC provider for exactly this service account (the condition is
     # built by a CfnJson resource because its key contains the provider's URL).
@@ -120,8 +123,10 @@ def test_every_applied_object_validates_against_its_schema(request, app_fixture)
 
 def test_dashboard_is_never_exposed_outside_the_cluster(default_app):
     stacks, _ = default_app
-    text = json.dumps(_all_k8s_objects(stacks))
-    assert "LoadBalancer" not in text and "NodePort" not in text and "Ingress" not in text
+    objects = _all_k8s_objects(stacks)
+    text = json.dumps(objects)
+    assert "LoadBalancer" not in text and "NodePort" not in text
+    assert not [o for o in objects if o["kind"] in ("Ingress", "Service", "Gateway")]
     assert '"serviceType": "ClusterIP"' in text
 
 
@@ -188,3 +193,157 @@ def test_dynamic_file_systems_carry_the_deployment_tag_that_teardown_deletes_by(
 
 def test_static_mode_has_no_cleanup_resource(templates):
     Template.from_json(templates["Platform"]).resource_count_is("Custom::FsxCleanup", 0)
+
+
+# --- every Ray pod fits the node it selects, computed from the synthesized templates ------------------
+
+
+def _manifest_objects(template: dict) -> list[dict]:
+    """The Kubernetes objects of every KubernetesManifest in a template. The manifest is JSON, joined
+    with CloudFormation tokens (the image URI): each token becomes a placeholder string."""
+    objects = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "Custom::AWSCDK-EKS-KubernetesResource":
+            continue
+        objects += json.loads(_joined(resource["Properties"]["Manifest"]))
+    return objects
+
+
+def _joined(value: str | dict) -> str:
+    """A JSON property that may be an Fn::Join with CloudFormation tokens: each token becomes TOKEN."""
+    if isinstance(value, str):
+        return value
+    return "".join(part if isinstance(part, str) else "TOKEN" for part in value["Fn::Join"][1])
+
+
+def _hyperpod_groups(template: dict) -> list[dict]:
+    (cluster,) = [r for r in template["Resources"].values() if r["Type"] == HYPERPOD_RESOURCE]
+    return cluster["Properties"][HYPERPOD_PROPERTY]["InstanceGroups"]
+
+
+def _selected_group(groups: list[dict], selector: dict) -> dict:
+    """The instance group whose nodes carry every label of the pod's nodeSelector."""
+    matching = [
+        g
+        for g in groups
+        if selector.get("sagemaker.amazonaws.com/instance-group-name") == g["InstanceGroupName"]
+        and selector.get("node.kubernetes.io/instance-type") == g["InstanceType"]
+    ]
+    assert len(matching) == 1, (selector, groups)
+    return matching[0]
+
+
+def ray_pods_and_nodes(templates: dict) -> list[tuple[str, dict, dict, int]]:
+    """(group name, requests, selected HyperPod group, pods at most) for the head and each worker group."""
+    (cluster,) = [o for o in _manifest_objects(templates["Ray"]) if o["kind"] == "RayCluster"]
+    groups = _hyperpod_groups(templates["HyperPod"])
+    head = cluster["spec"]["headGroupSpec"]
+    pods = [("head", head["template"]["spec"], 1)]
+    pods += [
+        (w["groupName"], w["template"]["spec"], w["maxReplicas"]) for w in cluster["spec"]["workerGroupSpecs"]
+    ]
+    result = []
+    for name, pod, count in pods:
+        (container,) = pod["containers"]
+        assert container["resources"]["requests"] == container["resources"]["limits"]  # Guaranteed
+        result.append(
+            (name, container["resources"]["requests"], _selected_group(groups, pod["nodeSelector"]), count)
+        )
+    return result
+
+
+def assert_every_ray_pod_fits(templates: dict) -> list[str]:
+    report = []
+    used: set[str] = set()
+    for name, requests, group, count in ray_pods_and_nodes(templates):
+        # One Ray pod per node: no two Ray groups on one instance group, no more pods than nodes.
+        assert group["InstanceGroupName"] not in used
+        used.add(group["InstanceGroupName"])
+        assert count <= group["InstanceCount"]
+        node = node_allocatable(group["InstanceType"], group["ThreadsPerCore"])
+        room = ray_pod_capacity(group["InstanceType"], group["ThreadsPerCore"])
+        cpu, memory = cpu_millis(str(requests["cpu"])), memory_mib(str(requests["memory"]))
+        assert cpu <= room.cpu_millis < node.cpu_millis, (name, cpu, room)
+        assert memory <= room.memory_mib < node.memory_mib, (name, memory, room)
+        assert requests.get("nvidia.com/gpu", 0) <= node.gpus
+        assert requests.get("vpc.amazonaws.com/efa", 0) <= node.efa
+        report.append(
+            f"{name} on {group['InstanceType']} (ThreadsPerCore {group['ThreadsPerCore']}): "
+            f"allocatable {node.cpu_millis}m/{node.memory_mib}Mi, "
+            f"for Ray {room.cpu_millis}m/{room.memory_mib}Mi, "
+            f"requested {cpu}m/{memory:.0f}Mi, GPUs {requests.get('nvidia.com/gpu', 0)}/{node.gpus}, "
+            f"EFA {requests.get('vpc.amazonaws.com/efa', 0)}/{node.efa}"
+        )
+    return report
+
+
+def test_every_ray_pod_of_the_default_app_fits_its_node(templates):
+    report = assert_every_ray_pod_fits(templates)
+    assert len(report) == 2
+    print("\n".join(report))
+
+
+@pytest.fixture(scope="module")
+def g5_app(tmp_path_factory):
+    config = load_config(
+        {
+            "hyperpod.instance_groups": json.dumps(
+                [
+                    {"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1},
+                    {"name": "workers", "instance_type": "ml.g5.12xlarge", "count": 2},
+                ]
+            ),
+            "ray.worker_groups": json.dumps([{"replicas": 2, "max_replicas": 2}]),
+        }
+    )
+    return synth_app(config, tmp_path_factory.mktemp("g5"))
+
+
+def test_every_ray_pod_of_two_g5_12xlarge_workers_fits_its_node(g5_app):
+    _, assembly = g5_app
+    templates = {stack.id: stack.template for stack in assembly.stacks}
+    report = assert_every_ray_pod_fits(templates)
+    print("\n".join(report))
+    (worker,) = [r for r in ray_pods_and_nodes(templates) if r[0] == "gpu-workers"]
+    assert worker[1]["nvidia.com/gpu"] == 4 and worker[1]["vpc.amazonaws.com/efa"] == 1
+
+
+def test_the_fit_check_can_fail(templates):
+    broken = json.loads(json.dumps(templates))
+    (group,) = [g for g in _hyperpod_groups(broken["HyperPod"]) if g["InstanceGroupName"] == "workers"]
+    group["InstanceType"] = "ml.g5.12xlarge"  # the manifests still ask for a p5's resources
+    with pytest.raises(AssertionError):
+        assert_every_ray_pod_fits(broken)
+
+
+def test_ray_auth_secret_is_an_output(templates, default_app):
+    stacks, _ = default_app
+    outputs = Template.from_json(templates["Ray"]).find_outputs("*")
+    assert outputs["RayAuthSecret"]["Value"] == stacks.ray.auth_secret_name == "ray-cluster"
+    assert "get secret ray-cluster -o jsonpath='{.data.auth_token}'" in outputs["JobSubmitCommand"]["Value"]
+
+
+def test_network_policies_are_applied_before_the_ray_cluster(templates):
+    ray = templates["Ray"]["Resources"]
+    (cluster_id,) = [k for k in ray if k.startswith("RayClusterManifest")]
+    (policy_id,) = [k for k in ray if k.startswith("NetworkPolicyManifest")]
+    assert policy_id in ray[cluster_id]["DependsOn"]
+    kinds = [o["kind"] for o in json.loads(ray[policy_id]["Properties"]["Manifest"])]
+    assert kinds == ["NetworkPolicy", "NetworkPolicy"]
+
+
+def test_vpc_cni_enforces_network_policies(templates):
+    Template.from_json(templates["Eks"]).has_resource_properties(
+        "AWS::EKS::Addon",
+        {"AddonName": "vpc-cni", "ConfigurationValues": '{"enableNetworkPolicy":"true"}'},
+    )
+
+
+def test_csi_controller_region_is_explicit(templates):
+    platform = Template.from_json(templates["Platform"])
+    (driver,) = platform.find_resources(
+        "Custom::AWSCDK-EKS-HelmChart", {"Properties": {"Chart": "aws-fsx-csi-driver"}}
+    ).values()
+    values = driver["Properties"]["Values"]
+    assert json.loads(_joined(values))["controller"]["region"] == "TOKEN"
+    assert {"Ref": "AWS::Region"} in values["Fn::Join"][1]
