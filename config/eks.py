@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, check_log_retention
+from .base import Section
+from .types import DnsLabel, IamPrincipalArn
 
 # HyperPod documents EKS 1.28-1.33 as orchestrators; the pinned kubectl layer (v1.33) drives clusters within
 # one minor version of itself. The intersection is what this app can deploy and manage.
 HYPERPOD_EKS_VERSIONS = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
 KUBECTL_LAYER_VERSION = "1.33"
 SUPPORTED_EKS_VERSIONS = ("1.32", "1.33")
-IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 
 # EKS add-on versions for the default EKS version, pinned here and nowhere else (from the EKS user guide's
 # "latest version" tables). None lets EKS pick its default build for the cluster's version: used where no
@@ -25,20 +25,24 @@ DEFAULT_ADDON_VERSIONS: dict[str, str | None] = {
     "eks-pod-identity-agent": None,
 }
 MIN_VPC_CNI = (1, 18, 3)  # HyperPod's documented minimum
-ADDON_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+$")
+ADDON_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+")
 
 
 class EksConfig(Section):
-    version: str = "1.33"
+    version: str = Field(default="1.33", description="Kubernetes version of the EKS control plane.")
     endpoint_access: Literal["private", "public_and_private"] = Field(
         default="private", description="private keeps the API server off the internet (cdk-nag EKS1)."
     )
-    public_access_cidrs: tuple[IPv4Network, ...] = ()
-    admin_principal_arns: tuple[str, ...] = ()
-    addon_versions: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS))
-    log_retention_days: int = 30
-
-    _retention = field_validator("log_retention_days")(check_log_retention)
+    public_access_cidrs: tuple[IPv4Network, ...] = Field(
+        default=(), description="Who may reach a public endpoint (endpoint_access=public_and_private only)."
+    )
+    admin_principal_arns: tuple[IamPrincipalArn, ...] = Field(
+        default=(), description="IAM roles or users given cluster-admin through EKS access entries."
+    )
+    addon_versions: dict[DnsLabel, str | None] = Field(
+        default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS),
+        description="EKS add-on versions by add-on name; null lets EKS pick its default build.",
+    )
 
     @field_validator("version")
     @classmethod
@@ -51,14 +55,6 @@ class EksConfig(Section):
             )
         return version
 
-    @field_validator("admin_principal_arns")
-    @classmethod
-    def _arns(cls, arns: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [arn for arn in arns if not IAM_PRINCIPAL_ARN.match(arn)]
-        if bad:
-            raise ValueError(f"{bad} are not IAM role or user ARNs (arn:aws:iam::<12 digits>:role/<name>)")
-        return arns
-
     @field_validator("addon_versions")
     @classmethod
     def _addons(cls, versions: dict[str, str | None]) -> dict[str, str | None]:
@@ -66,7 +62,7 @@ class EksConfig(Section):
         if missing:
             raise ValueError(f"missing add-ons {missing}: HyperPod needs {sorted(DEFAULT_ADDON_VERSIONS)}")
         for name, version in versions.items():
-            if version is not None and not ADDON_VERSION.match(version):
+            if version is not None and not ADDON_VERSION.fullmatch(version):
                 raise ValueError(f"{name}: {version!r} is not an add-on version like v1.20.1-eksbuild.3")
         cni = versions["vpc-cni"]
         if cni is not None and _semver(cni) < MIN_VPC_CNI:
@@ -93,5 +89,5 @@ class EksConfig(Section):
 
 
 def _semver(addon_version: str) -> tuple[int, int, int]:
-    major, minor, patch = ADDON_VERSION.match(addon_version).groups()  # type: ignore[union-attr]
+    major, minor, patch = ADDON_VERSION.fullmatch(addon_version).groups()  # type: ignore[union-attr]
     return int(major), int(minor), int(patch)

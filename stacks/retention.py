@@ -29,5 +29,5 @@ _BY_DAYS = {
 
 
 def retention(days: int) -> logs.RetentionDays:
-    """The enum member for `days`; config.base.LOG_RETENTION_DAYS guarantees one exists."""
+    """The enum member for `days`; config.types.LOG_RETENTION_DAYS guarantees one exists."""
     return _BY_DAYS[days]
