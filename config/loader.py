@@ -94,7 +94,9 @@ def _describe(error: ValidationError) -> list[str]:
     for item in items:
         if item["type"] == "too_short" and _has_nested_error(item["loc"], items):
             continue  # a list emptied by its own invalid items: those items are the real problem
-        where = _dotted(item["loc"])
+        loc = item["loc"]
+        # A bad mapping key: name the mapping and say it is the key (pydantic's location ends in "[key]").
+        where = f"{_dotted(loc[:-2])} key" if loc[-1:] == ("[key]",) else _dotted(loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(_model_at(item["loc"][:-1]).model_fields))
