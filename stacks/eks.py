@@ -12,6 +12,7 @@ from config import EksConfig
 from .components import encryption_key, nag_policy, nag_resource
 from .nag import acknowledge, managed_policy
 from .network import NetworkStack
+from .retention import days
 
 
 class EksStack(cdk.Stack):
@@ -35,6 +36,7 @@ class EksStack(cdk.Stack):
         self.compute_subnet = network.compute_subnet
         self.cluster = self._cluster(config, network, cluster_name)
         self._control_plane_logs(cluster_name, log_retention)
+        self._kubectl_provider_logs(log_retention)
         self.addons = self._addons(config)
         for index, arn in enumerate(config.admin_principal_arns):
             self.cluster.grant_cluster_admin(f"Admin{index}", arn)
@@ -87,6 +89,14 @@ class EksStack(cdk.Stack):
         )
         # Created before the cluster starts logging; deleted only after the cluster is gone.
         self.cluster.node.default_child.node.add_dependency(group)
+
+    def _kubectl_provider_logs(self, log_retention: logs.RetentionDays) -> None:
+        """CDK gives the kubectl provider's own log groups two years, with no option to change it: set the
+        app's one retention on them too."""
+        kubectl = self.cluster.node.find_child("KubectlProvider")
+        for child in kubectl.node.find_all():
+            if isinstance(child, logs.CfnLogGroup):
+                child.retention_in_days = days(log_retention)
 
     def _addons(self, config: EksConfig) -> list[eks.Addon]:
         return [
