@@ -13,7 +13,7 @@ OFFLINE := AWS_EC2_METADATA_DISABLED=true
 CDK := cdk --no-notices
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
-.PHONY: help deps deps-dev synth test lint diff snapshots imports bench bench-recovery job-local submit deploy destroy clean
+.PHONY: help deps deps-dev synth test lint diff snapshots config-docs imports bench bench-recovery job-local submit deploy destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ lint: deps-dev ## ruff (lint and format) on the Python code, shellcheck on the s
 
 snapshots: synth ## Rewrite the committed template snapshots from cdk.out (review the git diff)
 	$(BIN)/python scripts/snapshots.py update cdk.out tests/snapshots
+
+config-docs: deps ## Regenerate docs/CONFIGURATION.md from the config model (every field, default and rule)
+	$(BIN)/python scripts/config_reference.py
 
 diff: synth ## cdk diff every stack against the committed snapshots, offline; fails on any change
 	$(BIN)/python scripts/snapshots.py prepare-diff cdk.out tests/snapshots cdk.out/snapshot-baseline

@@ -54,9 +54,9 @@ class WorkerGroupConfig(Section):
     instance_group: SageMakerInstanceGroupName = Field(
         default="workers", description="HyperPod instance group the workers run on (one pod per node)."
     )
-    replicas: int = Field(default=4, ge=0)
-    min_replicas: int = Field(default=0, ge=0)
-    max_replicas: int = Field(default=4, ge=0)
+    replicas: int = Field(default=4, ge=0, description="Worker pods to start with.")
+    min_replicas: int = Field(default=0, ge=0, description="Fewest worker pods (the autoscaler's floor).")
+    max_replicas: int = Field(default=4, ge=0, description="Most worker pods; at most the group's nodes.")
     gpus: int | None = Field(default=None, ge=0, description="Defaults to the instance type's GPU count.")
     efa: bool = Field(default=True, description="Request every EFA interface of the instance type.")
     # ml.p5.48xlarge: 192 vCPUs, 2 TiB
