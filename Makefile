@@ -22,8 +22,8 @@ OPS := $(BIN)/python -m ops --outputs-file cdk-outputs.json $(if $(CONFIG),--con
 SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG),the defaults (no CONFIG=))"
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
-.PHONY: help deps deps-ops deps-dev synth test lint diff snapshots imports bench bench-recovery job-local \
-	preflight deploy destroy status dashboard submit clean
+.PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
+	bench-recovery job-local preflight deploy destroy status dashboard submit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ lint: deps-dev ## ruff (lint and format) on the Python code, shellcheck on the s
 
 snapshots: synth ## Rewrite the committed template snapshots from cdk.out (review the git diff)
 	$(BIN)/python scripts/snapshots.py update cdk.out tests/snapshots
+
+config-docs: deps ## Regenerate docs/CONFIGURATION.md from the config model (every field, default and rule)
+	$(BIN)/python scripts/config_reference.py
 
 diff: synth ## cdk diff every stack against the committed snapshots, offline; fails on any change
 	$(BIN)/python scripts/snapshots.py prepare-diff cdk.out tests/snapshots cdk.out/snapshot-baseline

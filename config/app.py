@@ -3,7 +3,7 @@
 import re
 from typing import Any, NamedTuple
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from .base import Section
 from .capacity import cpu_millis, cpu_quantity, memory_mib, memory_quantity, ray_pod_capacity
@@ -14,10 +14,15 @@ from .network import NetworkConfig
 from .observability import ObservabilityConfig, check_one_dcgm_exporter
 from .ray import HeadConfig, KubeRayConfig, RayConfig, WorkerGroupConfig
 from .storage import StorageConfig
+from .types import AccountId, LogRetentionDays, Region, TagKey, TagValue, matching
 
-PREFIX = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
-ACCOUNT = re.compile(r"^\d{12}$")
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# Stack names are <prefix>-<part>, bucket names sagemaker-<prefix>-lc-...: lower case, at most 24 characters.
+PREFIX_PATTERN = r"[a-z][a-z0-9-]{1,22}[a-z0-9]"
+Prefix = matching(
+    PREFIX_PATTERN,
+    "3-24 lower-case letters, digits and '-', starting with a letter and ending alphanumeric",
+)
+MAX_TAGS = 50  # AWS allows 50 user tags per resource
 
 
 class PodSize(NamedTuple):
@@ -32,43 +37,43 @@ class PodSize(NamedTuple):
 class EnvConfig(Section):
     """Where to deploy. Both unset keeps the stacks environment-agnostic (any account, any region)."""
 
-    account: str | None = None
-    region: str | None = None
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is not None and not ACCOUNT.match(value):
-            raise ValueError("must be a 12-digit AWS account id")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION.match(value):
-            raise ValueError("must be an AWS region such as us-west-2")
-        return value
+    account: AccountId | None = Field(default=None, description="AWS account to deploy to.")
+    region: Region | None = Field(default=None, description="AWS region to deploy to.")
 
 
 class AppConfig(Section):
-    prefix: str = Field(default="ray-hyperpod", description="Prefix of every stack name.")
-    env: EnvConfig = EnvConfig()
-    tags: dict[str, str] = Field(default_factory=lambda: {"project": "ray-on-hyperpod"})
-    network: NetworkConfig = NetworkConfig()
-    eks: EksConfig = EksConfig()
-    hyperpod: HyperPodConfig = HyperPodConfig()
-    storage: StorageConfig = StorageConfig()
-    kuberay: KubeRayConfig = KubeRayConfig()
-    ray: RayConfig = RayConfig()
-    observability: ObservabilityConfig = ObservabilityConfig()
+    prefix: Prefix = Field(default="ray-hyperpod", description="Prefix of every stack and resource name.")
+    env: EnvConfig = Field(default=EnvConfig(), description="Target account and region (both optional).")
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=lambda: {"project": "ray-on-hyperpod"},
+        max_length=MAX_TAGS,
+        description="Tags on every stack's resources and on the HyperPod cluster.",
+    )
+    log_retention_days: LogRetentionDays = Field(
+        default=30, description="Retention of every log group this app creates (flow logs, EKS, handlers)."
+    )
+    network: NetworkConfig = Field(default=NetworkConfig(), description="The VPC.")
+    eks: EksConfig = Field(default=EksConfig(), description="The EKS control plane.")
+    hyperpod: HyperPodConfig = Field(default=HyperPodConfig(), description="The HyperPod cluster.")
+    storage: StorageConfig = Field(default=StorageConfig(), description="FSx for Lustre at /fsx.")
+    kuberay: KubeRayConfig = Field(default=KubeRayConfig(), description="The KubeRay operator.")
+    ray: RayConfig = Field(default=RayConfig(), description="The RayCluster and the optional RayJob.")
+    observability: ObservabilityConfig = Field(
+        default=ObservabilityConfig(), description="Metrics (Prometheus) and dashboards (Grafana)."
+    )
+
     _one_dcgm_exporter = model_validator(mode="after")(check_one_dcgm_exporter)
 
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not PREFIX.match(value):
-            raise ValueError("must be 3-24 lower-case letters, digits and '-', starting with a letter")
-        return value
+    @model_validator(mode="after")
+    def _ray_namespace_is_not_the_operators(self) -> "AppConfig":
+        # The Ray stack deletes its namespace on destroy, before the platform stack removes the operator:
+        # sharing it would delete the operator under its own Helm release.
+        if self.ray.namespace == self.kuberay.namespace:
+            raise ValueError(
+                f"ray.namespace {self.ray.namespace!r} is the KubeRay operator's namespace "
+                "(kuberay.namespace): the Ray stack creates and deletes its own namespace"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -82,7 +87,7 @@ class AppConfig(Section):
         hyperpod = values.get("hyperpod", {})
         # An invalid prefix is reported once, on prefix, not again on the cluster name.
         unnamed = isinstance(hyperpod, dict) and "cluster_name" not in hyperpod
-        if unnamed and isinstance(prefix, str) and PREFIX.match(prefix):
+        if unnamed and isinstance(prefix, str) and re.fullmatch(PREFIX_PATTERN, prefix):
             return {**values, "hyperpod": {**hyperpod, "cluster_name": prefix}}
         return values
 

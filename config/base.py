@@ -11,16 +11,3 @@ class Section(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-# The values CloudWatch Logs accepts for a retention period (PutRetentionPolicy).
-LOG_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
-)
-
-
-def check_log_retention(days: int) -> int:
-    """Reject a retention CloudWatch Logs would refuse at deploy time."""
-    if days not in LOG_RETENTION_DAYS:
-        raise ValueError(f"must be one of {', '.join(map(str, sorted(LOG_RETENTION_DAYS)))}")
-    return days

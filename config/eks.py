@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, check_log_retention
+from .base import Section
+from .types import DnsLabel, IamPrincipalArn
 
 # HyperPod documents EKS 1.28-1.33 as orchestrators; the pinned kubectl layer (v1.33) drives clusters within
 # one minor version of itself. The intersection is what this app can deploy and manage.
 HYPERPOD_EKS_VERSIONS = ("1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
 KUBECTL_LAYER_VERSION = "1.33"
 SUPPORTED_EKS_VERSIONS = ("1.32", "1.33")
-IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 
 # EKS add-on versions per supported EKS minor, pinned here and nowhere else (from the EKS user guide's
 # "latest version of the Amazon EKS add-on type for each Kubernetes version" tables). `eks.version` picks the
@@ -37,7 +37,7 @@ ADDON_VERSIONS: dict[str, dict[str, str | None]] = {
 DEFAULT_EKS_VERSION = "1.33"
 DEFAULT_ADDON_VERSIONS = ADDON_VERSIONS[DEFAULT_EKS_VERSION]
 MIN_VPC_CNI = (1, 18, 3)  # HyperPod's documented minimum
-ADDON_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+$")
+ADDON_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+")
 ANYWHERE = IPv4Network("0.0.0.0/0")
 # 0.0.0.0/0 split in halves (0.0.0.0/1 + 128.0.0.0/1) is still the internet: wide ranges need the opt-in too.
 WIDEST_WITHOUT_OPT_IN = 8
@@ -57,7 +57,9 @@ NON_PUBLIC_RANGES = tuple(
 
 
 class EksConfig(Section):
-    version: str = DEFAULT_EKS_VERSION
+    version: str = Field(
+        default=DEFAULT_EKS_VERSION, description="Kubernetes version of the EKS control plane."
+    )
     endpoint_access: Literal["private", "public_and_private"] = Field(
         default="private",
         description="private keeps the API server off the internet (cdk-nag EKS1): reach it from the VPC, a "
@@ -70,17 +72,14 @@ class EksConfig(Section):
         default=False,
         description="The explicit opt-in for 0.0.0.0/0 (the whole internet) in public_access_cidrs.",
     )
-    admin_principal_arns: tuple[str, ...] = Field(
+    admin_principal_arns: tuple[IamPrincipalArn, ...] = Field(
         default=(),
         description="IAM roles or users given cluster-admin access entries (kubectl, make status/submit).",
     )
-    addon_versions: dict[str, str | None] = Field(
+    addon_versions: dict[DnsLabel, str | None] = Field(
         default_factory=lambda: dict(DEFAULT_ADDON_VERSIONS),
         description="The ADDON_VERSIONS row for `version`, with the pins given here on top.",
     )
-    log_retention_days: int = 30
-
-    _retention = field_validator("log_retention_days")(check_log_retention)
 
     @model_validator(mode="before")
     @classmethod
@@ -105,19 +104,11 @@ class EksConfig(Section):
             )
         return version
 
-    @field_validator("admin_principal_arns")
-    @classmethod
-    def _arns(cls, arns: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [arn for arn in arns if not IAM_PRINCIPAL_ARN.match(arn)]
-        if bad:
-            raise ValueError(f"{bad} are not IAM role or user ARNs (arn:aws:iam::<12 digits>:role/<name>)")
-        return arns
-
     @field_validator("addon_versions")
     @classmethod
     def _addons(cls, versions: dict[str, str | None]) -> dict[str, str | None]:
         for name, version in versions.items():
-            if version is not None and not ADDON_VERSION.match(version):
+            if version is not None and not ADDON_VERSION.fullmatch(version):
                 raise ValueError(f"{name}: {version!r} is not an add-on version like v1.20.1-eksbuild.3")
         cni = versions["vpc-cni"]
         if cni is not None and _semver(cni) < MIN_VPC_CNI:
@@ -173,5 +164,5 @@ def _cidr_problem(cidr: IPv4Network, allow_wide: bool) -> str | None:
 
 
 def _semver(addon_version: str) -> tuple[int, int, int]:
-    major, minor, patch = ADDON_VERSION.match(addon_version).groups()  # type: ignore[union-attr]
+    major, minor, patch = ADDON_VERSION.fullmatch(addon_version).groups()  # type: ignore[union-attr]
     return int(major), int(minor), int(patch)

@@ -7,12 +7,24 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 from .instance_types import known_gpus
+from .types import (
+    DnsLabel,
+    GitCommit,
+    HttpsUrl,
+    LabelKey,
+    LabelValue,
+    LocalPath,
+    RelativePath,
+    SageMakerClusterName,
+    SageMakerInstanceGroupName,
+    SageMakerInstanceType,
+    SemVer,
+    Sha256,
+    TaintKey,
+    TaintValue,
+    TrainingPlanArn,
+)
 
-# SageMaker's own patterns for ClusterName and InstanceGroupName (botocore service model).
-NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
-TRAINING_PLAN_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[a-z0-9-]+$")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 DeepHealthCheck = Literal["InstanceStress", "InstanceConnectivity"]
 # Deep health checks exercise accelerators (DCGM on NVIDIA GPUs, the Neuron stack on Trainium); HyperPod
 # runs them only on GPU (ml.p*, ml.g*) and Trainium (ml.trn*) instance types.
@@ -21,60 +33,41 @@ ACCELERATED_FAMILY = re.compile(r"ml\.(p|g|trn)\d[a-z0-9-]*\.[a-z0-9]+")
 MIN_CONNECTIVITY_COUNT = 2
 # CloudFormation's longest wait condition: 12 hours.
 MAX_NODE_WAIT_MINUTES = 720
-
-
-def check_name(value: str) -> str:
-    if not NAME.match(value):
-        raise ValueError(
-            "must be 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
-        )
-    return value
+# The Helm release that prepares the dependency chart, and the sha256 of its linux-amd64 tarball as Helm
+# publishes it (get.helm.sh/helm-v3.17.3-linux-amd64.tar.gz.sha256sum): pinned here, not fetched beside the
+# tarball, so that the check means something if the download host is compromised.
+DEFAULT_HELM_VERSION = "3.17.3"
+DEFAULT_HELM_SHA256 = "ee88b3c851ae6466a3de507f7be73fe94d54cbf2987cbaa3d1a3832ea331f2cd"
 
 
 class Taint(Section):
-    key: str
-    value: str = ""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+    key: TaintKey = Field(description="Taint key, e.g. nvidia.com/gpu.")
+    value: TaintValue = Field(default="", description="Taint value; empty for a key-only taint.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        default="NoSchedule", description="What the taint does to pods that do not tolerate it."
+    )
 
 
 class InstanceGroupConfig(Section):
-    name: str
-    instance_type: str
+    name: SageMakerInstanceGroupName = Field(description="Instance group name (create-only in HyperPod).")
+    instance_type: SageMakerInstanceType = Field(description="HyperPod instance type, e.g. ml.p5.48xlarge.")
     count: int = Field(ge=0, description="0 keeps the group defined but empty.")
     threads_per_core: Literal[1, 2] = Field(
         default=1, description="1 disables hyperthreading (GPU training)."
     )
-    ebs_volume_gb: int = Field(default=500, ge=1, le=16384)
-    deep_health_checks: tuple[DeepHealthCheck, ...] = ()
-    training_plan_arn: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    taints: tuple[Taint, ...] = ()
-
-    _name = field_validator("name")(check_name)
-
-    @field_validator("instance_type")
-    @classmethod
-    def _instance_type(cls, value: str) -> str:
-        if not INSTANCE_TYPE.match(value):
-            raise ValueError("must be a SageMaker instance type ml.<family>.<size>, e.g. ml.p5.48xlarge")
-        return value
-
-    @field_validator("training_plan_arn")
-    @classmethod
-    def _plan(cls, value: str | None) -> str | None:
-        if value is not None and not TRAINING_PLAN_ARN.match(value):
-            raise ValueError(
-                "must be a training plan ARN arn:aws:sagemaker:<region>:<account>:training-plan/<n>"
-            )
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        bad = [key for key in labels if not LABEL_KEY.match(key)]
-        if bad:
-            raise ValueError(f"{bad} are not valid Kubernetes label keys")
-        return labels
+    ebs_volume_gb: int = Field(
+        default=500, ge=1, le=16384, description="Secondary EBS volume per node, mounted at /opt/sagemaker."
+    )
+    deep_health_checks: tuple[DeepHealthCheck, ...] = Field(
+        default=(), description="Deep health checks HyperPod runs on each new node."
+    )
+    training_plan_arn: TrainingPlanArn | None = Field(
+        default=None, description="Run the group on this SageMaker training plan's reserved capacity."
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Kubernetes labels HyperPod puts on the group's nodes."
+    )
+    taints: tuple[Taint, ...] = Field(default=(), description="Kubernetes taints on the group's nodes.")
 
     @field_validator("deep_health_checks")
     @classmethod
@@ -121,10 +114,6 @@ def _default_groups() -> tuple[InstanceGroupConfig, ...]:
     )
 
 
-GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
 class DependencyChartConfig(Section):
     """The HyperPod dependency Helm chart (health monitoring agent, deep health check, job auto restart,
     NVIDIA and EFA device plugins). It is published only in a git repository, not in a Helm repository."""
@@ -134,30 +123,43 @@ class DependencyChartConfig(Section):
         description="github: fetched at deploy time, inside AWS, at the pinned commit; "
         "local: a chart directory on this machine (air-gapped deploys).",
     )
-    repository: str = "https://github.com/aws/sagemaker-hyperpod-cli.git"
-    # Tag v3.9.0 of aws/sagemaker-hyperpod-cli (a release): README "HyperPod" says how to bump it.
-    commit: str = "b01cf90676553a711ab1a8ac51422adbb09aef6b"
-    chart_path: str = "helm_chart/HyperPodHelmChart"
-    local_path: str | None = None
-    content_sha256: str | None = Field(
+    repository: HttpsUrl = Field(
+        default="https://github.com/aws/sagemaker-hyperpod-cli.git",
+        description="Git repository holding the chart (source=github).",
+    )
+    commit: GitCommit = Field(
+        default="b01cf90676553a711ab1a8ac51422adbb09aef6b",
+        # Tag v3.9.0 of aws/sagemaker-hyperpod-cli (a release): README "HyperPod" says how to bump it.
+        description="Commit of the repository to fetch (a full id: a branch or tag can move).",
+    )
+    chart_path: RelativePath = Field(
+        default="helm_chart/HyperPodHelmChart", description="The chart's directory inside the repository."
+    )
+    local_path: LocalPath | None = Field(
+        default=None, description="A prepared chart directory on this machine (source=local)."
+    )
+    content_sha256: Sha256 | None = Field(
         default=None, description="Digest of the chart directory's files; checked when set."
     )
-    helm_version: str = "3.17.3"
-    namespace: str = "kube-system"
+    helm_version: SemVer = Field(
+        default=DEFAULT_HELM_VERSION, description="Helm release that builds the chart's dependencies."
+    )
+    helm_sha256: Sha256 = Field(
+        default=DEFAULT_HELM_SHA256,
+        description="sha256 of helm-v<helm_version>-linux-amd64.tar.gz, as published with the release; "
+        "the build refuses any other tarball.",
+    )
+    namespace: DnsLabel = Field(default="kube-system", description="Namespace of the chart's Helm release.")
 
-    @field_validator("commit")
-    @classmethod
-    def _commit(cls, value: str) -> str:
-        if not GIT_COMMIT.match(value):
-            raise ValueError("must be a full 40-character git commit id (a branch or tag can move)")
-        return value
-
-    @field_validator("content_sha256")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not SHA256.match(value):
-            raise ValueError("must be 64 lower-case hex characters")
-        return value
+    @model_validator(mode="after")
+    def _helm_digest_follows_version(self) -> "DependencyChartConfig":
+        if self.helm_version != DEFAULT_HELM_VERSION and self.helm_sha256 == DEFAULT_HELM_SHA256:
+            raise ValueError(
+                f"helm_version={self.helm_version} needs its own helm_sha256 (the pinned one is Helm "
+                f"{DEFAULT_HELM_VERSION}'s): copy it from get.helm.sh/helm-v{self.helm_version}-linux-amd64"
+                ".tar.gz.sha256sum or the release notes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _local_needs_path(self) -> "DependencyChartConfig":
@@ -167,12 +169,16 @@ class DependencyChartConfig(Section):
 
 
 class HyperPodConfig(Section):
-    cluster_name: str = Field(
+    cluster_name: SageMakerClusterName = Field(
         default="ray-hyperpod",
         description="Unique per account and region; the app config defaults it to the app prefix.",
     )
-    instance_groups: tuple[InstanceGroupConfig, ...] = Field(default_factory=_default_groups, min_length=1)
-    node_recovery: Literal["Automatic", "None"] = "Automatic"
+    instance_groups: tuple[InstanceGroupConfig, ...] = Field(
+        default_factory=_default_groups, min_length=1, description="The cluster's instance groups."
+    )
+    node_recovery: Literal["Automatic", "None"] = Field(
+        default="Automatic", description="Automatic: HyperPod replaces or reboots faulty nodes."
+    )
     node_provisioning_mode: Literal["Continuous"] | None = Field(
         default="Continuous",
         description="Continuous: the cluster is InService once its cluster-level resources are ready and "
@@ -191,9 +197,9 @@ class HyperPodConfig(Section):
         le=MAX_NODE_WAIT_MINUTES,
         description="How long wait_for_nodes waits (CloudFormation allows at most 12 h).",
     )
-    dependency_chart: DependencyChartConfig = DependencyChartConfig()
-
-    _name = field_validator("cluster_name")(check_name)
+    dependency_chart: DependencyChartConfig = Field(
+        default=DependencyChartConfig(), description="The HyperPod dependency Helm chart."
+    )
 
     @model_validator(mode="after")
     def _unique_groups(self) -> "HyperPodConfig":

@@ -2,14 +2,18 @@
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from .app import AppConfig
 
-# Context keys that belong to CDK itself: feature flags, CLI settings and cached lookups.
-_CDK_KEY_PREFIXES = ("@", "aws:", "aws-cdk:", "cdk")
+# Context keys that belong to CDK itself: feature flags, CLI settings and cached lookups (which contain ':'),
+# and the keys the CLI writes into cdk.context.json (`cdk acknowledge`, `cdk cli-telemetry`).
+_CDK_KEY_PREFIXES = ("@", "aws:", "aws-cdk:", "cdk", "$")
+_CDK_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry"})
 CONFIG_FILE_KEY = "config"
 
 
@@ -21,10 +25,27 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def read_config_file(path: str) -> Any:
+    """The YAML file's values; any problem reading or parsing it is one ConfigError line."""
+    where = f"{CONFIG_FILE_KEY} = {path!r}"
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+        return yaml.safe_load(text)
+    except OSError as error:
+        raise ConfigError([f"{where}: cannot read it: {error.strerror or error}"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{where}: not UTF-8 text (byte {error.start}): save the file as UTF-8"]) from None
+    except yaml.YAMLError as error:
+        detail = " ".join(str(error).split())  # one line, whatever the parser's layout
+        raise ConfigError([f"{where}: not valid YAML: {detail}"]) from None
+
+
 def load_config(context: Mapping[str, Any], file_values: Mapping[str, Any] | None = None) -> AppConfig:
     """Defaults, overlaid by the YAML file, overlaid by context keys (`-c network.az_count=3`)."""
     if file_values is not None and not isinstance(file_values, Mapping):
-        raise ConfigError([f"config file: the top level must be a mapping, not {type(file_values).__name__}"])
+        raise ConfigError(
+            [f"config file: the top level must be a mapping of sections, not {type(file_values).__name__}"]
+        )
     merged: dict[str, Any] = _deep_copy(file_values or {})
     for key, value in context.items():
         if _is_app_key(key):
@@ -36,7 +57,12 @@ def load_config(context: Mapping[str, Any], file_values: Mapping[str, Any] | Non
 
 
 def _is_app_key(key: str) -> bool:
-    return key != CONFIG_FILE_KEY and ":" not in key and not key.startswith(_CDK_KEY_PREFIXES)
+    return (
+        key != CONFIG_FILE_KEY
+        and key not in _CDK_KEYS
+        and ":" not in key
+        and not key.startswith(_CDK_KEY_PREFIXES)
+    )
 
 
 def _parse(value: Any) -> Any:
@@ -68,7 +94,9 @@ def _describe(error: ValidationError) -> list[str]:
     for item in items:
         if item["type"] == "too_short" and _has_nested_error(item["loc"], items):
             continue  # a list emptied by its own invalid items: those items are the real problem
-        where = _dotted(item["loc"])
+        loc = item["loc"]
+        # A bad mapping key: name the mapping and say it is the key (pydantic's location ends in "[key]").
+        where = f"{_dotted(loc[:-2])} key" if loc[-1:] == ("[key]",) else _dotted(loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(_model_at(item["loc"][:-1]).model_fields))

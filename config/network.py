@@ -1,29 +1,27 @@
-"""The VPC: address space, availability zones, NAT and flow logs."""
+"""The VPC: address space, availability zones and NAT."""
 
-import re
 from ipaddress import IPv4Network
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, check_log_retention
-
-VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+from .base import Section
+from .types import VpcId
 
 
 class NetworkConfig(Section):
-    vpc_cidr: IPv4Network = IPv4Network("10.0.0.0/16")
+    vpc_cidr: IPv4Network = Field(
+        default=IPv4Network("10.0.0.0/16"), description="Address range of the VPC this app creates."
+    )
     az_count: int = Field(default=2, ge=2, le=6, description="HyperPod and EKS need subnets in >= 2 AZs.")
     nat_gateways: int = Field(default=1, ge=1, description="1 is cheapest; one per AZ survives an AZ outage.")
-    existing_vpc_id: str | None = Field(
+    existing_vpc_id: VpcId | None = Field(
         default=None, description="Import this VPC instead of creating one (needs a context lookup)."
     )
-    flow_log_retention_days: int = 30
     compute_subnet_index: int = Field(
         default=0,
         ge=0,
         description="Which private subnet (so which AZ, in the VPC's AZ order) holds the HyperPod nodes and "
-        "the "
-        "FSx file system; they must share it. Pick the AZ of your capacity reservation or training plan.",
+        "the FSx file system; they must share it. Pick the AZ of your capacity reservation or training plan.",
     )
 
     @field_validator("vpc_cidr")
@@ -32,15 +30,6 @@ class NetworkConfig(Section):
         if not 16 <= cidr.prefixlen <= 20:
             raise ValueError("prefix length must be /16 to /20: HyperPod nodes and pods need many addresses")
         return cidr
-
-    _retention = field_validator("flow_log_retention_days")(check_log_retention)
-
-    @field_validator("existing_vpc_id")
-    @classmethod
-    def _vpc_id(cls, vpc_id: str | None) -> str | None:
-        if vpc_id is not None and not VPC_ID.match(vpc_id):
-            raise ValueError("must look like vpc-0123456789abcdef0")
-        return vpc_id
 
     @model_validator(mode="after")
     def _nat_per_az(self) -> "NetworkConfig":

@@ -6,10 +6,11 @@ so that the RayCluster's dashboard settings, the stacks and the operations CLI d
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from .base import Section
-from .ray import MonitoringConfig, check_dns_label
+from .ray import MonitoringConfig
+from .types import Namespace, SemVer
 
 if TYPE_CHECKING:
     from .app import AppConfig
@@ -40,21 +41,29 @@ class ObservabilityConfig(Section):
         "collector pods, data survives the cluster); in_cluster: a Prometheus server pod with its own "
         "volume.",
     )
-    namespace: str = "monitoring"
-    scrape_interval_seconds: int = Field(default=30, ge=1, le=300)
+    namespace: Namespace = Field(default="monitoring", description="Namespace of Grafana, Prometheus, DCGM.")
+    scrape_interval_seconds: int = Field(
+        default=30, ge=1, le=300, description="How often Ray, DCGM and job metrics are scraped."
+    )
     dcgm_exporter: bool = Field(
         default=True,
         description="Run NVIDIA's DCGM exporter on GPU nodes. Neither the HyperPod dependency chart (its GPU "
         "operator and that operator's exporter are off) nor this app runs another one.",
     )
     # Pinned chart versions (verified in the charts' repositories):
-    grafana_chart_version: str = "12.11.1"  # grafana-community/helm-charts, Grafana 13.2.0
-    dcgm_exporter_chart_version: str = "4.8.2"  # NVIDIA/dcgm-exporter, image 4.5.3-4.8.2
-    prometheus_chart_version: str = "29.27.0"  # prometheus-community/helm-charts, Prometheus v3.14.0
+    grafana_chart_version: SemVer = Field(
+        default="12.11.1", description="grafana-community/helm-charts grafana chart (Grafana 13.2.0)."
+    )
+    dcgm_exporter_chart_version: SemVer = Field(
+        default="4.8.2", description="NVIDIA/dcgm-exporter chart (image 4.5.3-4.8.2)."
+    )
+    prometheus_chart_version: SemVer = Field(
+        default="29.27.0", description="prometheus-community/helm-charts prometheus chart (in_cluster only)."
+    )
     prometheus_volume_gib: int = Field(default=50, ge=1, description="in_cluster only: the server's volume.")
-    prometheus_retention_days: int = Field(default=15, ge=1, description="in_cluster only.")
-
-    _namespace = field_validator("namespace")(check_dns_label)
+    prometheus_retention_days: int = Field(
+        default=15, ge=1, description="in_cluster only: how long the server keeps samples."
+    )
 
     @model_validator(mode="after")
     def _managed_scrape_interval(self) -> "ObservabilityConfig":

@@ -6,42 +6,39 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import Section
+from .types import (
+    CommandArgument,
+    DnsLabel,
+    DnsLabel1035,
+    HttpUrl,
+    ImageUri,
+    Namespace,
+    Quantity,
+    SageMakerInstanceGroupName,
+    SemVer,
+)
 
-QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")  # Kubernetes resource quantity
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-RAY_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-IMAGE_TAG_VERSION = re.compile(r":(\d+\.\d+\.\d+)(-[\w.-]+)?$")
+RAY_VERSION = re.compile(r"\d+\.\d+\.\d+")
+PYTHON_TAG = re.compile(r"py3\d{1,2}")
+IMAGE_TAG_VERSION = re.compile(r":(\d+\.\d+\.\d+)(-[\w.-]+)?(@sha256:[0-9a-f]{64})?\Z")
 # KubeRay rejects RayCluster names over 53 characters (room for its "-serve-svc" suffix) and RayJob names over
 # 47 (room for the suffix of a cluster it creates); both must be DNS-1035 labels, i.e. start with a letter.
 MAX_RAY_CLUSTER_NAME = 53
 MAX_RAY_JOB_NAME = MAX_RAY_CLUSTER_NAME - 6
 
 
-def check_quantity(value: str) -> str:
-    if not QUANTITY.match(value):
-        raise ValueError("must be a Kubernetes quantity such as 4, 500m or 16Gi")
-    return value
-
-
-def check_dns_label(value: str) -> str:
-    if not DNS_LABEL.match(value):
-        raise ValueError("must be a DNS label: lower-case letters, digits and '-', at most 63 characters")
-    return value
-
-
 def check_kuberay_name(value: str, max_length: int) -> str:
     """A name KubeRay's own validation accepts (it would only fail later, in the operator's log)."""
-    check_dns_label(value)
-    if not value[0].isalpha() or len(value) > max_length:
-        raise ValueError(f"KubeRay needs a name of at most {max_length} characters that starts with a letter")
+    if len(value) > max_length:
+        raise ValueError(f"KubeRay needs a name of at most {max_length} characters")
     return value
 
 
 class KubeRayConfig(Section):
-    operator_chart_version: str = "1.7.0"
-    namespace: str = "kuberay"
-
-    _ns = field_validator("namespace")(check_dns_label)
+    operator_chart_version: SemVer = Field(
+        default="1.7.0", description="kuberay-operator Helm chart version."
+    )
+    namespace: Namespace = Field(default="kuberay", description="Namespace of the KubeRay operator.")
 
 
 SIZE_HELP = (
@@ -50,35 +47,30 @@ SIZE_HELP = (
 )
 
 
-def check_optional_quantity(value: str | None) -> str | None:
-    return None if value is None else check_quantity(value)
-
-
 class HeadConfig(Section):
-    instance_group: str = "head"
-    cpu: str | None = Field(default=None, description=SIZE_HELP)
-    memory: str | None = Field(default=None, description=SIZE_HELP)
-
-    _quantities = field_validator("cpu", "memory")(check_optional_quantity)
+    instance_group: SageMakerInstanceGroupName = Field(
+        default="head", description="HyperPod instance group the Ray head runs on."
+    )
+    cpu: Quantity | None = Field(default=None, description=SIZE_HELP)
+    memory: Quantity | None = Field(default=None, description=SIZE_HELP)
 
 
 class WorkerGroupConfig(Section):
-    name: str = "gpu-workers"
-    instance_group: str = "workers"
-    replicas: int = Field(default=4, ge=0)
-    min_replicas: int = Field(default=0, ge=0)
-    max_replicas: int = Field(default=4, ge=0)
+    name: DnsLabel = Field(default="gpu-workers", description="Ray worker group name.")
+    instance_group: SageMakerInstanceGroupName = Field(
+        default="workers", description="HyperPod instance group the workers run on (one pod per node)."
+    )
+    replicas: int = Field(default=4, ge=0, description="Worker pods to start with.")
+    min_replicas: int = Field(default=0, ge=0, description="Fewest worker pods (the autoscaler's floor).")
+    max_replicas: int = Field(default=4, ge=0, description="Most worker pods; at most the group's nodes.")
     gpus: int | None = Field(default=None, ge=0, description="Defaults to the instance type's GPU count.")
     efa: bool = Field(
         default=True,
         description="Request every EFA device of the instance type, when the image can use them "
         "(the project's image, or ray.image_efa for ray.image_uri).",
     )
-    cpu: str | None = Field(default=None, description=SIZE_HELP)
-    memory: str | None = Field(default=None, description=SIZE_HELP)
-
-    _name = field_validator("name")(check_dns_label)
-    _quantities = field_validator("cpu", "memory")(check_optional_quantity)
+    cpu: Quantity | None = Field(default=None, description=SIZE_HELP)
+    memory: Quantity | None = Field(default=None, description=SIZE_HELP)
 
     @model_validator(mode="after")
     def _replicas_in_range(self) -> "WorkerGroupConfig":
@@ -91,23 +83,34 @@ class WorkerGroupConfig(Section):
 
 
 class AutoscalingConfig(Section):
-    enabled: bool = False
-    idle_timeout_seconds: int = Field(default=60, ge=0)
+    enabled: bool = Field(default=False, description="Run the Ray autoscaler (in-tree, KubeRay).")
+    idle_timeout_seconds: int = Field(
+        default=60, ge=0, description="Seconds an idle worker stays before the autoscaler removes it."
+    )
 
 
 class MonitoringConfig(Section):
     """Where the Ray dashboard finds Grafana and Prometheus, if the cluster has them."""
 
-    grafana_host: str | None = None
-    prometheus_host: str | None = None
-    grafana_iframe_host: str | None = None
+    grafana_host: HttpUrl | None = Field(default=None, description="RAY_GRAFANA_HOST for the dashboard.")
+    prometheus_host: HttpUrl | None = Field(
+        default=None, description="RAY_PROMETHEUS_HOST for the dashboard."
+    )
+    grafana_iframe_host: HttpUrl | None = Field(
+        default=None, description="RAY_GRAFANA_IFRAME_HOST: Grafana as the browser reaches it."
+    )
 
 
 class RayJobConfig(Section):
-    enabled: bool = False
-    name: str = "fsdp-train"
-    entrypoint_args: tuple[str, ...] = ("--max-steps", "1000", "--checkpoint-every", "50")
-    shutdown_after_job_finishes: bool = False
+    enabled: bool = Field(default=False, description="Also deploy a RayJob that runs jobs/fsdp_ray.")
+    name: DnsLabel1035 = Field(default="fsdp-train", description="RayJob name, also the run name.")
+    entrypoint_args: tuple[CommandArgument, ...] = Field(
+        default=("--max-steps", "1000", "--checkpoint-every", "50"),
+        description="Extra train.py arguments, each one argument (quoted into the entrypoint).",
+    )
+    shutdown_after_job_finishes: bool = Field(
+        default=False, description="KubeRay's shutdownAfterJobFinishes (only for clusters a RayJob creates)."
+    )
     pre_running_deadline_seconds: int = Field(
         default=10800,
         gt=0,
@@ -124,11 +127,11 @@ class RayJobConfig(Section):
 
 
 class RayConfig(Section):
-    namespace: str = "ray"
-    cluster_name: str = "ray-cluster"
-    ray_version: str = "2.60.0"
-    python_tag: str = "py311"
-    image_uri: str | None = Field(
+    namespace: Namespace = Field(default="ray", description="Namespace of the RayCluster, claim and RayJob.")
+    cluster_name: DnsLabel1035 = Field(default="ray-cluster", description="RayCluster name.")
+    ray_version: str = Field(default="2.60.0", description="Ray release of the image and rayVersion.")
+    python_tag: str = Field(default="py311", description="Python tag of the rayproject/ray base image.")
+    image_uri: ImageUri | None = Field(
         default=None, description="Use this image instead of building docker/ray/Dockerfile at deploy."
     )
     image_efa: bool = Field(
@@ -140,13 +143,13 @@ class RayConfig(Section):
         default="INFO",
         description="NCCL_DEBUG of the workers; INFO logs at start which network (EFA or sockets) NCCL uses.",
     )
-    head: HeadConfig = HeadConfig()
-    worker_groups: tuple[WorkerGroupConfig, ...] = (WorkerGroupConfig(),)
-    autoscaling: AutoscalingConfig = AutoscalingConfig()
-    monitoring: MonitoringConfig = MonitoringConfig()
-    job: RayJobConfig = RayJobConfig()
-
-    _namespace = field_validator("namespace")(check_dns_label)
+    head: HeadConfig = Field(default=HeadConfig(), description="The Ray head pod.")
+    worker_groups: tuple[WorkerGroupConfig, ...] = Field(
+        default=(WorkerGroupConfig(),), description="Ray worker groups, each on one HyperPod instance group."
+    )
+    autoscaling: AutoscalingConfig = Field(default=AutoscalingConfig(), description="The Ray autoscaler.")
+    monitoring: MonitoringConfig = Field(default=MonitoringConfig(), description="Dashboard metrics sources.")
+    job: RayJobConfig = Field(default=RayJobConfig(), description="The optional declarative RayJob.")
 
     @field_validator("cluster_name")
     @classmethod
@@ -156,9 +159,16 @@ class RayConfig(Section):
     @field_validator("ray_version")
     @classmethod
     def _version(cls, version: str) -> str:
-        if not RAY_VERSION.match(version):
+        if not RAY_VERSION.fullmatch(version):
             raise ValueError("must be a Ray release such as 2.60.0")
         return version
+
+    @field_validator("python_tag")
+    @classmethod
+    def _python_tag(cls, tag: str) -> str:
+        if not PYTHON_TAG.fullmatch(tag):
+            raise ValueError("must be a rayproject/ray Python tag such as py311")
+        return tag
 
     @field_validator("image_uri")
     @classmethod

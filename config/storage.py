@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .base import Section
+from .types import AbsolutePath, DnsSubdomain, SemVer
 
 
 class StorageConfig(Section):
@@ -13,13 +14,23 @@ class StorageConfig(Section):
         description="static: CloudFormation owns the file system (deleted by cdk destroy); "
         "dynamic: the CSI driver creates it from a PVC.",
     )
-    capacity_gib: int = 1200
-    throughput_per_tib: Literal[125, 250, 500, 1000] = 250
-    data_compression: Literal["LZ4", "NONE"] = "LZ4"
-    mount_path: str = "/fsx"
-    storage_class_name: str = "fsx-sc"
-    claim_name: str = "fsx-claim"
-    csi_driver_chart_version: str = "1.17.0"
+    capacity_gib: int = Field(
+        default=1200, description="Size of the FSx for Lustre file system (PERSISTENT_2)."
+    )
+    throughput_per_tib: Literal[125, 250, 500, 1000] = Field(
+        default=250, description="PERSISTENT_2 throughput in MB/s per TiB of storage."
+    )
+    data_compression: Literal["LZ4", "NONE"] = Field(default="LZ4", description="Lustre data compression.")
+    mount_path: AbsolutePath = Field(
+        default="/fsx", description="Where every Ray pod mounts the file system."
+    )
+    storage_class_name: DnsSubdomain = Field(default="fsx-sc", description="The FSx StorageClass's name.")
+    claim_name: DnsSubdomain = Field(
+        default="fsx-claim", description="The PersistentVolumeClaim the Ray pods mount, in the Ray namespace."
+    )
+    csi_driver_chart_version: SemVer = Field(
+        default="1.17.0", description="Version of the aws-fsx-csi-driver Helm chart."
+    )
 
     @field_validator("capacity_gib")
     @classmethod
@@ -27,10 +38,3 @@ class StorageConfig(Section):
         if gib != 1200 and (gib < 2400 or gib % 2400):
             raise ValueError("PERSISTENT_2 file systems are 1200 GiB or a multiple of 2400 GiB")
         return gib
-
-    @field_validator("mount_path")
-    @classmethod
-    def _absolute(cls, path: str) -> str:
-        if not path.startswith("/") or path == "/":
-            raise ValueError("must be an absolute path other than /")
-        return path

@@ -19,6 +19,7 @@ from .network import NetworkStack
 from .observability import ObservabilityStack
 from .platform import PlatformStack
 from .ray import RayStack
+from .retention import retention
 from .storage import StorageStack
 
 
@@ -45,12 +46,22 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     def name(part: str) -> dict:
         return {"stack_name": f"{config.prefix}-{part}", "env": env}
 
-    network = NetworkStack(app, "Network", config=config.network, **name("network"))
+    # One retention for every log group of the app (config.log_retention_days).
+    log_retention = retention(config.log_retention_days)
+    network = NetworkStack(
+        app, "Network", config=config.network, log_retention=log_retention, **name("network")
+    )
     storage = None
     if config.storage.mode == "static":
         storage = StorageStack(app, "Storage", config=config.storage, network=network, **name("storage"))
     eks = EksStack(
-        app, "Eks", config=config.eks, network=network, cluster_name=f"{config.prefix}-eks", **name("eks")
+        app,
+        "Eks",
+        config=config.eks,
+        network=network,
+        cluster_name=f"{config.prefix}-eks",
+        log_retention=log_retention,
+        **name("eks"),
     )
     platform = PlatformStack(app, "Platform", config=config, eks_stack=eks, **name("platform"))
     hyperpod = HyperPodStack(app, "HyperPod", config=config, eks=eks, **name("hyperpod"))

@@ -9,10 +9,10 @@ from constructs import Construct
 
 from config import EksConfig
 
-from .components import encryption_key
+from .components import encryption_key, nag_policy, nag_resource
 from .nag import acknowledge, managed_policy
 from .network import NetworkStack
-from .retention import retention
+from .retention import days
 
 NO_ADMIN_WARNING = "ray-hyperpod:eks-no-admin-principal"  # id for `cdk.Annotations.acknowledge_warning`
 # The VPC CNI enforces NetworkPolicies only with its network policy agent on (k8s_charts/network_policy.py).
@@ -30,6 +30,7 @@ class EksStack(cdk.Stack):
         config: EksConfig,
         network: NetworkStack,
         cluster_name: str,
+        log_retention: logs.RetentionDays,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -38,7 +39,8 @@ class EksStack(cdk.Stack):
         self.private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.compute_subnet = network.compute_subnet
         self.cluster = self._cluster(config, network, cluster_name)
-        self._control_plane_logs(config, cluster_name)
+        self._control_plane_logs(cluster_name, log_retention)
+        self._kubectl_provider_logs(log_retention)
         self.addons = self._addons(config)
         self._admin_access(config)
         # Touching the provider creates it now (a native AWS::IAM::OIDCProvider, see cdk.json): IRSA roles in
@@ -76,7 +78,7 @@ class EksStack(cdk.Stack):
             ),
         )
 
-    def _control_plane_logs(self, config: EksConfig, cluster_name: str) -> None:
+    def _control_plane_logs(self, cluster_name: str, log_retention: logs.RetentionDays) -> None:
         """Own the group EKS writes control-plane logs to: with retention, and deleted by `cdk destroy`.
 
         Left to EKS, the group is created on first write, never expires and outlives the stack.
@@ -85,11 +87,19 @@ class EksStack(cdk.Stack):
             self,
             "ControlPlaneLogs",
             log_group_name=f"/aws/eks/{cluster_name}/cluster",
-            retention=retention(config.log_retention_days),
+            retention=log_retention,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         # Created before the cluster starts logging; deleted only after the cluster is gone.
         self.cluster.node.default_child.node.add_dependency(group)
+
+    def _kubectl_provider_logs(self, log_retention: logs.RetentionDays) -> None:
+        """CDK gives the kubectl provider's own log groups two years, with no option to change it: set the
+        app's one retention on them too."""
+        kubectl = self.cluster.node.find_child("KubectlProvider")
+        for child in kubectl.node.find_all():
+            if isinstance(child, logs.CfnLogGroup):
+                child.retention_in_days = days(log_retention)
 
     def _addons(self, config: EksConfig) -> list[eks.Addon]:
         return [
@@ -138,23 +148,21 @@ class EksStack(cdk.Stack):
             managed_policy("AmazonEKSClusterPolicy"),
         )
         kubectl = self.cluster.node.find_child("KubectlProvider")
+        handler = kubectl.node.find_child("Handler")
+        # Derived from the role itself: CDK adds the ECR Public policy behind a condition (Fn::If).
+        policies = self.resolve(handler.role.node.default_child.managed_policy_arns)
         acknowledge(
             kubectl,
             "AwsSolutions-IAM4",
             "CDK's kubectl provider: Lambda logging and ENI management (it runs in the VPC) and image pulls "
             "for its layer use the AWS managed policies that CDK attaches.",
-            managed_policy("service-role/AWSLambdaBasicExecutionRole"),
-            managed_policy("service-role/AWSLambdaVPCAccessExecutionRole"),
-            managed_policy("AmazonEC2ContainerRegistryReadOnly"),
-            'Policy::{"Fn::If":["ClusterKubectlProviderHandlerHasEcrPublic69E09706",{"Fn::Join":["",["arn:",{"Ref":'
-            '"AWS::Partition"},":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},'
-            '{"Ref":"AWS::NoValue"}]}',
+            *(nag_policy(self, arn) for arn in policies),
         )
         acknowledge(
             kubectl,
             "AwsSolutions-IAM5",
             "The provider framework invokes any version of its own handler function (<arn>:*), nothing else.",
-            "Resource::<ClusterKubectlProviderHandler2E05C68A.Arn>:*",
+            nag_resource(self, f"{handler.function_arn}:*"),
         )
         acknowledge(
             kubectl,

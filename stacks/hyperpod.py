@@ -1,7 +1,6 @@
 """The HyperPod cluster that gives the EKS cluster its nodes, with its lifecycle scripts and node role."""
 
 import aws_cdk as cdk
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from config import AppConfig
@@ -10,9 +9,7 @@ from .components.execution_role import NodeExecutionRole
 from .components.hyperpod_cluster import HyperPodCluster
 from .components.lifecycle_scripts import LifecycleScripts
 from .eks import EksStack
-
-# Custom resource, provider and deployment logs: a month covers a deploy's post-mortem.
-LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+from .retention import retention
 
 
 class HyperPodStack(cdk.Stack):
@@ -22,8 +19,9 @@ class HyperPodStack(cdk.Stack):
         self, scope: Construct, construct_id: str, *, config: AppConfig, eks: EksStack, **kwargs
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        log_retention = retention(config.log_retention_days)
         lifecycle = LifecycleScripts(
-            self, "LifecycleScripts", prefix=config.prefix, log_retention=LOG_RETENTION
+            self, "LifecycleScripts", prefix=config.prefix, log_retention=log_retention
         )
         # One subnet: EFA traffic stays within an AZ, and the nodes sit next to the FSx file system.
         subnets = [eks.compute_subnet]
@@ -46,7 +44,7 @@ class HyperPodStack(cdk.Stack):
             subnets=subnets,
             execution_role=execution_role.role,
             lifecycle=lifecycle,
-            log_retention=LOG_RETENTION,
+            log_retention=log_retention,
         )
         self.execution_role = execution_role.role
         self.lifecycle = lifecycle

@@ -9,18 +9,24 @@ from constructs import Construct
 
 from config import NetworkConfig
 
-from .retention import retention
-
 LUSTRE_PORTS = ((988, 988), (1018, 1023))  # FSx for Lustre: LNet, and the client-server range
 
 
 class NetworkStack(cdk.Stack):
     """VPC with public and private subnets, an S3 gateway endpoint, flow logs and the node security group."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: NetworkConfig, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: NetworkConfig,
+        log_retention: logs.RetentionDays,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.vpc = self._import_vpc(config) if config.existing_vpc_id else self._create_vpc(config)
-        self._add_flow_logs(config)
+        self._add_flow_logs(log_retention)
         self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         # HyperPod nodes and FSx share one subnet (one AZ): EFA traffic does not cross AZs, and Lustre clients
         # next to their file system avoid cross-AZ latency and charges. EKS still gets every private subnet.
@@ -65,11 +71,11 @@ class NetworkStack(cdk.Stack):
         # A lookup: needs credentials at synth, or the answer cached in a committed cdk.context.json.
         return ec2.Vpc.from_lookup(self, "Vpc", vpc_id=config.existing_vpc_id)
 
-    def _add_flow_logs(self, config: NetworkConfig) -> None:
+    def _add_flow_logs(self, log_retention: logs.RetentionDays) -> None:
         log_group = logs.LogGroup(
             self,
             "FlowLogs",
-            retention=retention(config.flow_log_retention_days),
+            retention=log_retention,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         ec2.FlowLog(

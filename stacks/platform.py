@@ -13,6 +13,7 @@ from constructs import Construct
 from config import AppConfig
 from k8s_charts.namespace import NamespaceChart
 
+from .components import nag_resource
 from .components.fsx_cleanup import FsxCleanup
 from .components.hyperpod_dependencies import HyperPodDependencies
 from .eks import EksStack
@@ -23,6 +24,11 @@ from .retention import retention
 KUBERAY_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
 FSX_CSI_REPOSITORY = "https://kubernetes-sigs.github.io/aws-fsx-csi-driver"
 FSX_CSI_SERVICE_ACCOUNT = "fsx-csi-controller-sa"
+FSX_SERVICE = "fsx.amazonaws.com"
+FSX_SERVICE_LINKED_ROLE = "AWSServiceRoleForAmazonFSx"
+# Read-only calls the controller makes in every mode; none supports resource-level permissions.
+FSX_CSI_DESCRIBE_ACTIONS = ("fsx:DescribeFileSystems",)
+FSX_CSI_DYNAMIC_DESCRIBE_ACTIONS = ("ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs")
 
 
 class PlatformStack(cdk.Stack):
@@ -35,7 +41,11 @@ class PlatformStack(cdk.Stack):
         # HyperPod requires its agents and device plugins before the cluster is created (HyperPodStack
         # depends on this stack); they are removed only after the HyperPod cluster is gone.
         self.hyperpod_dependencies = HyperPodDependencies(
-            self, "HyperPodDependencies", cluster=self.cluster, config=config.hyperpod.dependency_chart
+            self,
+            "HyperPodDependencies",
+            cluster=self.cluster,
+            config=config.hyperpod.dependency_chart,
+            log_retention=retention(config.log_retention_days),
         )
         self.kuberay_operator = self._kuberay(config)
         self.fsx_csi_driver = self._fsx_csi_driver(config)
@@ -73,13 +83,15 @@ class PlatformStack(cdk.Stack):
             identity_type=eks.IdentityType.IRSA,
         )
         _lint_irsa_condition(service_account)
-        if config.storage.mode == "dynamic":
-            self._grant_file_system_lifecycle(service_account.role)
+        if config.storage.mode != "dynamic":
+            self._grant_describe(service_account.role)
+        else:
+            self._grant_file_system_lifecycle(service_account.role, config.dynamic_fsx_tag)
             cleanup = FsxCleanup(
                 self,
                 "FsxCleanup",
                 tag=config.dynamic_fsx_tag,
-                log_retention=retention(config.eks.log_retention_days),
+                log_retention=retention(config.log_retention_days),
             )
         driver = eks.HelmChart(
             self,
@@ -108,46 +120,64 @@ class PlatformStack(cdk.Stack):
             driver.node.add_dependency(cleanup)
         return driver
 
-    def _grant_file_system_lifecycle(self, role: iam.IRole) -> None:
-        """What the controller needs to create and delete file systems for PVCs (dynamic mode only)."""
-        file_systems = self.format_arn(service="fsx", resource="file-system", resource_name="*")
+    def _grant_describe(self, role: iam.IRole) -> None:
+        """Static mode: the controller only polls DescribeFileSystems (every minute, in every mode)."""
         role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "fsx:CreateFileSystem",
-                    "fsx:DeleteFileSystem",
-                    "fsx:UpdateFileSystem",
-                    "fsx:TagResource",
-                ],
-                resources=[file_systems],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "fsx:DescribeFileSystems",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeVpcs",
-                ],
-                resources=["*"],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["iam:CreateServiceLinkedRole"],
-                resources=[f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/*"],
-                conditions={"StringEquals": {"iam:AWSServiceName": "fsx.amazonaws.com"}},
-            )
+            iam.PolicyStatement(actions=list(FSX_CSI_DESCRIBE_ACTIONS), resources=["*"])
         )
         acknowledge(
             role,
             "AwsSolutions-IAM5",
-            "Dynamic provisioning creates file systems whose ids are unknown until the PVC exists; Describe* "
-            "calls do not support resource-level permissions; FSx creates its service-linked role once.",
-            "Resource::arn:<AWS::Partition>:fsx:<AWS::Region>:<AWS::AccountId>:file-system/*",
-            "Resource::*",
-            "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/aws-service-role/*",
+            "fsx:DescribeFileSystems has no resource-level permissions; it reads metadata only.",
+            nag_resource(self, "*"),
+        )
+
+    def _grant_file_system_lifecycle(self, role: iam.IRole, tag: tuple[str, str]) -> None:
+        """Dynamic mode: create, tag, update and delete file systems, but only this deployment's.
+
+        The StorageClass puts `tag` on every file system it creates (extraTags), so a create or tag request
+        must carry it (aws:RequestTag) and an update or delete must target a file system that has it
+        (aws:ResourceTag): the role cannot touch any other file system in the account.
+        """
+        key, value = tag
+        file_systems = self.format_arn(service="fsx", resource="file-system", resource_name="*")
+        service_linked_role = self.format_arn(
+            service="iam",
+            region="",
+            resource="role",
+            resource_name=f"aws-service-role/{FSX_SERVICE}/{FSX_SERVICE_LINKED_ROLE}",
+        )
+        statements = [
+            iam.PolicyStatement(
+                actions=["fsx:CreateFileSystem", "fsx:TagResource"],
+                resources=[file_systems],
+                conditions={"StringEquals": {f"aws:RequestTag/{key}": value}},
+            ),
+            iam.PolicyStatement(
+                actions=["fsx:DeleteFileSystem", "fsx:UpdateFileSystem"],
+                resources=[file_systems],
+                conditions={"StringEquals": {f"aws:ResourceTag/{key}": value}},
+            ),
+            iam.PolicyStatement(
+                actions=[*FSX_CSI_DESCRIBE_ACTIONS, *FSX_CSI_DYNAMIC_DESCRIBE_ACTIONS], resources=["*"]
+            ),
+            # FSx creates its service-linked role on the first file system of an account.
+            iam.PolicyStatement(
+                actions=["iam:CreateServiceLinkedRole"],
+                resources=[service_linked_role],
+                conditions={"StringEquals": {"iam:AWSServiceName": FSX_SERVICE}},
+            ),
+        ]
+        for statement in statements:
+            role.add_to_principal_policy(statement)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Dynamic provisioning creates file systems whose ids are unknown until a PVC exists: "
+            "file-system/* is narrowed to this deployment's tag (aws:RequestTag on create and tag, "
+            "aws:ResourceTag on update and delete); Describe* calls have no resource-level permissions.",
+            nag_resource(self, file_systems),
+            nag_resource(self, "*"),
         )
 
 

@@ -29,5 +29,10 @@ _BY_DAYS = {
 
 
 def retention(days: int) -> logs.RetentionDays:
-    """The enum member for `days`; config.base.LOG_RETENTION_DAYS guarantees one exists."""
+    """The enum member for `days`; config.types.LOG_RETENTION_DAYS guarantees one exists."""
     return _BY_DAYS[days]
+
+
+def days(member: logs.RetentionDays) -> int:
+    """The number of days of an enum member (for L1 log groups, which take the number)."""
+    return next(count for count, value in _BY_DAYS.items() if value == member)

@@ -59,7 +59,10 @@ def test_json_values_from_the_command_line():
         ({"eks.version": "1.27"}, "eks.version = '1.27': must be one of 1.32, 1.33"),
         ({"eks.endpoint_access": "public"}, "eks.endpoint_access = 'public': Input should be 'private' or"),
         ({"eks.endpoint_access": "public_and_private"}, "eks: endpoint_access=public_and_private needs "),
-        ({"eks.admin_principal_arns": '["bob"]'}, "eks.admin_principal_arns = ['bob']: ['bob'] are not IAM"),
+        (
+            {"eks.admin_principal_arns": '["bob"]'},
+            "eks.admin_principal_arns[0] = 'bob': must be an IAM role or user ARN",
+        ),
         (
             {
                 "eks.addon_versions": '{"vpc-cni": "v1.18.0-eksbuild.1", "kube-proxy": null, '
@@ -72,7 +75,10 @@ def test_json_values_from_the_command_line():
             "eks: addon_versions.kube-proxy = 'v1.33.5-eksbuild.2' does not match eks.version 1.32",
         ),
         ({"network.az_count": "3"}, "network.az_count=3 needs env.region"),
-        ({"env.region": "Oregon"}, "env.region = 'Oregon': must be an AWS region such as us-west-2"),
+        (
+            {"env.region": "Oregon"},
+            "env.region = 'Oregon': must be an AWS region known to the pinned botocore",
+        ),
         ({"prefix": "Ray_HP"}, "prefix = 'Ray_HP': must be 3-24 lower-case letters"),
     ],
 )
@@ -87,11 +93,14 @@ def test_bad_foundation_input_names_field_value_and_rule(context, expected):
     [
         (
             {"instance_type": "p5.48xlarge"},
-            "instance_type = 'p5.48xlarge': must be a SageMaker instance type",
+            "instance_type = 'p5.48xlarge': must be a HyperPod instance type",
         ),
         ({"count": -1}, "count = -1: Input should be greater than or equal to 0"),
-        ({"name": "gpu_workers"}, "name = 'gpu_workers': must be 1-63 letters, digits and hyphens"),
-        ({"name": "-gpu"}, "name = '-gpu': must be 1-63 letters"),
+        (
+            {"name": "gpu_workers"},
+            "name = 'gpu_workers': must be a SageMaker ClusterInstanceGroupName: 1-63 letters",
+        ),
+        ({"name": "-gpu"}, "name = '-gpu': must be a SageMaker ClusterInstanceGroupName"),
         (
             {"deep_health_checks": ["InstanceStress", "GpuBurn"]},
             "deep_health_checks[1] = 'GpuBurn': Input should",
@@ -127,7 +136,9 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_yaml_top_level_must_be_a_mapping():
-    assert errors({}, ["not", "a", "mapping"]) == ["config file: the top level must be a mapping, not list"]
+    assert errors({}, ["not", "a", "mapping"]) == [
+        "config file: the top level must be a mapping of sections, not list"
+    ]
 
 
 def test_ray_version_matches_the_job_pin(default_config):
@@ -158,17 +169,15 @@ def test_app_reports_bad_config_as_lines_not_a_stack_trace(tmp_path):
         "config error: network.az_count = 1: Input should be greater than or equal to 2",
         "config error: eks.version = '1.40': must be one of 1.32, 1.33: HyperPod supports EKS 1.28-1.33 and "
         "the pinned kubectl 1.33 manages clusters within one minor version",
-        "config error: hyperpod.cluster_name = 'x_y': must be 1-63 letters, digits and hyphens, starting and "
-        "ending with a letter or digit",
+        "config error: hyperpod.cluster_name = 'x_y': must be a SageMaker ClusterName: 1-63 letters, digits "
+        "and hyphens, starting and ending with a letter or digit",
     ]
 
 
 def test_app_reports_an_unreadable_config_file():
     result = run_app({"config": "/nonexistent/config.yaml"})
     assert result.returncode == 1
-    assert result.stderr.startswith(
-        "config error: config = '/nonexistent/config.yaml': cannot read it as YAML"
-    )
+    assert result.stderr.startswith("config error: config = '/nonexistent/config.yaml': cannot read it")
     assert "Traceback" not in result.stderr
 
 

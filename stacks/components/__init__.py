@@ -38,6 +38,12 @@ def nag_resource(scope: IConstruct, value: str) -> str:
     return f"Resource::{_flatten(cdk.Stack.of(scope).resolve(value))}"
 
 
+def nag_policy(scope: IConstruct, arn: Any) -> str:
+    """`Policy::...` as cdk-nag writes a managed policy ARN (IAM4 appliesTo), from the value the role uses:
+    conditional ARNs that CDK builds itself (Fn::If) come out exactly as cdk-nag prints them."""
+    return f"Policy::{_flatten(cdk.Stack.of(scope).resolve(arn))}"
+
+
 def _flatten(node: Any) -> str:
     if isinstance(node, str):
         return node.replace("${", "<").replace("}", ">")

@@ -137,7 +137,7 @@ class NodeExecutionRole(Construct):
             "region (ENI writes also name the cluster's subnets and security group). Images come from "
             "AWS-owned EKS add-on registries and the user's own, so pulls are limited to ECR repositories. "
             "Object reads are limited to the lifecycle-script bucket's objects.",
-            "Resource::*",
+            nag_resource(self, "*"),
             *(nag_resource(self, arn) for arn in self._wildcards.values()),
         )
 

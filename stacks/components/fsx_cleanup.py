@@ -8,6 +8,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from ..nag import acknowledge
+from . import nag_resource
 from .polling_provider import PollingProvider
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "fsx_cleanup"
@@ -50,8 +51,8 @@ class FsxCleanup(Construct):
             "DescribeFileSystems has no resource-level permissions; DeleteFileSystem covers file-system/* "
             "because the CSI driver's file system ids are unknown here, but only those carrying this "
             "deployment's tag (aws:ResourceTag condition).",
-            "Resource::*",
-            "Resource::arn:<AWS::Partition>:fsx:<AWS::Region>:<AWS::AccountId>:file-system/*",
+            nag_resource(self, "*"),
+            nag_resource(self, file_systems),
         )
         self.resource = cdk.CustomResource(
             self,

@@ -156,7 +156,7 @@ class HyperPodCluster(Construct):
             "ec2:Describe* supports no resource-level permissions.",
             nag_resource(self, _sagemaker_clusters(self._stack)),
             nag_resource(self, _access_entries(self._stack, eks_cluster_name)),
-            "Resource::*",
+            nag_resource(self, "*"),
         )
 
 

@@ -1,5 +1,6 @@
 """The S3 bucket HyperPod nodes read their lifecycle scripts from, and the deployment that fills it."""
 
+import hashlib
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -20,6 +21,7 @@ NAME_INFIX = "-lc-"
 MAX_BUCKET_NAME = 63
 ACCOUNT_LENGTH = 12
 LONGEST_REGION = 14  # e.g. ap-southeast-5; an environment-agnostic stack only knows a token
+PREFIX_HASH_LENGTH = 8  # hex characters of sha256(prefix) that keep a shortened prefix unique
 # What BucketDeployment's handler role is granted on the source and destination buckets (CDK's grants).
 DEPLOYMENT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
 
@@ -70,9 +72,10 @@ class LifecycleScripts(Construct):
         acknowledge(
             self.bucket,
             "AwsSolutions-S1",
-            "Holds only the lifecycle scripts that this stack deploys from source control; writes come "
-            "from CloudFormation (CloudTrail records them), so server access logs would add a bucket "
-            "that itself needs logging and no information.",
+            "Holds only copies of the lifecycle scripts in this repository (nothing secret); IAM fixes who "
+            "touches it (CDK's deployment handler writes, the HyperPod node role reads), public access is "
+            "blocked and TLS enforced. Access logs would record only those reads and writes, in a second "
+            "bucket that needs its own retention and logging.",
         )
         acknowledge(
             self.deployment.handler_role,
@@ -102,10 +105,19 @@ class LifecycleScripts(Construct):
 def bucket_name(stack: cdk.Stack, prefix: str) -> str:
     """`sagemaker-<prefix>-lc-<account>-<region>`, within S3's 63 characters.
 
-    Account and region make the name globally unique without a random suffix; the prefix is shortened when
-    a long prefix and region would exceed the limit.
+    Account and region make the name globally unique without a random suffix. When a long prefix and region
+    would exceed the limit, the prefix is shortened and ends in a hash of the whole prefix, so that two
+    prefixes sharing their first characters still get two buckets.
     """
     region_length = LONGEST_REGION if cdk.Token.is_unresolved(stack.region) else len(stack.region)
     room = MAX_BUCKET_NAME - len(NAME_PREFIX) - len(NAME_INFIX) - ACCOUNT_LENGTH - 1 - region_length
-    short = prefix[:room].rstrip("-")
-    return f"{NAME_PREFIX}{short}{NAME_INFIX}{stack.account}-{stack.region}"
+    return f"{NAME_PREFIX}{short_prefix(prefix, room)}{NAME_INFIX}{stack.account}-{stack.region}"
+
+
+def short_prefix(prefix: str, room: int) -> str:
+    """`prefix` if it fits in `room` characters, else its start, '-' and a hash of all of it (distinct
+    prefixes stay distinct)."""
+    if len(prefix) <= room:
+        return prefix
+    digest = hashlib.sha256(prefix.encode()).hexdigest()[:PREFIX_HASH_LENGTH]
+    return f"{prefix[: room - PREFIX_HASH_LENGTH - 1].rstrip('-')}-{digest}"

@@ -19,7 +19,9 @@ from constructs import Construct
 from ..nag import acknowledge, managed_policy
 from . import HANDLER_RUNTIME, nag_resource
 
-FRAMEWORK_FUNCTIONS = ("framework-onEvent", "framework-isComplete", "framework-onTimeout")
+# The framework functions the waiter state machine invokes (any version, <arn>:*); framework-onEvent is
+# invoked by CloudFormation through its own permission, with no wildcard.
+WAITER_FUNCTIONS = ("framework-isComplete", "framework-onTimeout")
 DEFAULT_HANDLER_TIMEOUT = cdk.Duration.minutes(2)
 
 
@@ -94,7 +96,7 @@ class PollingProvider(Construct):
         )
 
     def _acknowledge(self) -> None:
-        framework = [self.provider.node.find_child(name) for name in FRAMEWORK_FUNCTIONS]
+        framework = [self.provider.node.find_child(name) for name in WAITER_FUNCTIONS]
         acknowledge(
             self.provider,
             "AwsSolutions-IAM4",
@@ -108,12 +110,7 @@ class PollingProvider(Construct):
             "The framework and its waiter invoke any version (<arn>:*) of this construct's own handler and "
             "framework functions, nothing else; Step Functions log delivery only accepts Resource *.",
             *(nag_resource(self, f"{function.function_arn}:*") for function in [*self.handlers, *framework]),
-            "Resource::*",
-        )
-        acknowledge(
-            self.provider,
-            "AwsSolutions-L1",
-            "CDK pins the provider framework's runtime to the Node.js version its code is built for.",
+            nag_resource(self, "*"),
         )
         acknowledge(
             self.provider,

@@ -12,6 +12,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 import yaml
+from aws_cdk import aws_logs as logs
 from aws_cdk import cx_api
 from cdk_nag import AwsSolutionsChecks
 
@@ -34,6 +35,7 @@ from tests.conftest import cdk_json_context
 HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
 BUILD_TYPE = "Custom::HyperPodChartBuild"
 PINNED = DependencyChartConfig().commit
+RETENTION = logs.RetentionDays.ONE_MONTH
 
 
 def write_chart(directory: Path, description: str = "test chart") -> Path:
@@ -63,8 +65,10 @@ def synthesized(
     """Network + EKS from stacks/, a stack per chart source, cdk-nag on: any open finding raises here."""
     config = load_config({})
     app = cdk.App(context=cdk_json_context(), outdir=str(tmp_path_factory.mktemp("cdk.out")))
-    network = NetworkStack(app, "Network", config=config.network)
-    eks_stack = EksStack(app, "Eks", config=config.eks, network=network, cluster_name="test-eks")
+    network = NetworkStack(app, "Network", config=config.network, log_retention=RETENTION)
+    eks_stack = EksStack(
+        app, "Eks", config=config.eks, network=network, cluster_name="test-eks", log_retention=RETENTION
+    )
     github = cdk.Stack(app, "GithubDeps")
     local = cdk.Stack(app, "LocalDeps")
     local_config = DependencyChartConfig(
@@ -72,9 +76,15 @@ def synthesized(
     )
     constructs = {
         "github": HyperPodDependencies(
-            github, "Dependencies", cluster=eks_stack.cluster, config=config.hyperpod.dependency_chart
+            github,
+            "Dependencies",
+            cluster=eks_stack.cluster,
+            config=config.hyperpod.dependency_chart,
+            log_retention=RETENTION,
         ),
-        "local": HyperPodDependencies(local, "Dependencies", cluster=eks_stack.cluster, config=local_config),
+        "local": HyperPodDependencies(
+            local, "Dependencies", cluster=eks_stack.cluster, config=local_config, log_retention=RETENTION
+        ),
     }
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
     return app.synth(), constructs
@@ -138,12 +148,14 @@ def test_buildspec_fetches_and_verifies_the_pinned_commit(github):
     assert not any(DIGEST_COMMAND in line for line in lines)
 
 
-def test_buildspec_installs_helm_with_its_published_checksum(github):
+def test_buildspec_checks_helm_against_the_digest_pinned_in_config(github):
     lines = commands(buildspec(github))
     tarball = "https://get.helm.sh/helm-v3.17.3-linux-amd64.tar.gz"
     assert any(tarball + " " in line or line.endswith(tarball) for line in lines)
-    assert any(f"{tarball}.sha256sum" in line for line in lines)
-    assert any("sha256sum --check --strict" in line for line in lines)
+    # Nothing is fetched beside the tarball: the digest is the config's.
+    assert not any(".sha256sum" in line for line in lines)
+    pinned = DependencyChartConfig().helm_sha256
+    assert any(pinned in line and "sha256sum --check --strict" in line for line in lines)
 
 
 def test_buildspec_builds_packages_and_uploads(github):
@@ -327,7 +339,7 @@ def test_missing_local_directory_fails_before_any_construct(tmp_path):
     stack = cdk.Stack(cdk.App(), "S")
     config = DependencyChartConfig(source="local", local_path=str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match=r"^hyperpod\.dependency_chart\.local_path = ") as error:
-        HyperPodDependencies(stack, "Deps", cluster=None, config=config)  # type: ignore[arg-type]
+        HyperPodDependencies(stack, "Deps", cluster=None, config=config, log_retention=RETENTION)  # type: ignore[arg-type]
     assert "\n" not in str(error.value)
     assert stack.node.try_find_child("Deps") is None
 
@@ -339,7 +351,7 @@ def test_local_digest_mismatch_fails_with_the_config_key(tmp_path):
     with pytest.raises(
         ConfigError, match=r"^hyperpod\.dependency_chart\.content_sha256 = '0{64}': "
     ) as error:
-        HyperPodDependencies(stack, "Deps", cluster=None, config=config)  # type: ignore[arg-type]
+        HyperPodDependencies(stack, "Deps", cluster=None, config=config, log_retention=RETENTION)  # type: ignore[arg-type]
     assert chart_digest(chart) in str(error.value)
     assert "\n" not in str(error.value)
     assert stack.node.try_find_child("Deps") is None
@@ -401,15 +413,13 @@ def test_buildspec_digest_step_passes_and_fails_as_configured(tmp_path):
 
 
 def test_buildspec_helm_checksum_step_rejects_a_tampered_download(tmp_path):
-    """Runs the exact checksum line against a download and a `.sha256sum` file in helm's published format."""
-    check = build_phases(DependencyChartConfig())["install"]["commands"][2]
-    (tmp_path / "helm.tar.gz").write_bytes(b"helm release")
+    """Runs the exact checksum line against a download whose digest is, then is not, the configured one."""
     digest = hashlib.sha256(b"helm release").hexdigest()
-    (tmp_path / "helm.sha256sum").write_text(f"{digest}  helm-v3.17.3-linux-amd64.tar.gz\n")
+    config = DependencyChartConfig(helm_version="3.17.4", helm_sha256=digest)
+    check = next(line for line in build_phases(config)["install"]["commands"] if "sha256sum" in line)
+    (tmp_path / "helm.tar.gz").write_bytes(b"helm release")
     assert run_bash(check, tmp_path).returncode == 0
     (tmp_path / "helm.tar.gz").write_bytes(b"tampered")
-    assert run_bash(check, tmp_path).returncode != 0
-    (tmp_path / "helm.sha256sum").write_text("")
     assert run_bash(check, tmp_path).returncode != 0
 
 

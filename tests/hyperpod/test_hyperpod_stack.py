@@ -23,6 +23,7 @@ import botocore.session
 import cdk_nag
 import pytest
 from aws_cdk import assertions, cx_api
+from aws_cdk import aws_logs as logs
 from cfnlint.api import lint
 from moto import mock_aws
 
@@ -90,9 +91,18 @@ class Synthesized:
         context = json.loads((ROOT / "cdk.json").read_text())["context"]
         self.app = cdk.App(outdir=str(outdir), context=context)
         env = cdk.Environment(account=config.env.account, region=config.env.region)
-        self.network = NetworkStack(self.app, "Network", config=config.network, env=env)
+        retention = logs.RetentionDays.ONE_MONTH
+        self.network = NetworkStack(
+            self.app, "Network", config=config.network, log_retention=retention, env=env
+        )
         self.eks = EksStack(
-            self.app, "Eks", config=config.eks, network=self.network, cluster_name="test-eks", env=env
+            self.app,
+            "Eks",
+            config=config.eks,
+            network=self.network,
+            cluster_name="test-eks",
+            log_retention=retention,
+            env=env,
         )
         self.hyperpod = HyperPodStack(self.app, "HyperPod", config=config, eks=self.eks, env=env)
         cdk.Validations.of(self.app).add_plugins(cdk_nag.AwsSolutionsChecks())
@@ -446,6 +456,16 @@ def test_bucket_name_fits_s3s_limit(prefix: str, region: str | None) -> None:
     assert resolved.startswith("sagemaker-")
     assert len(resolved) <= MAX_BUCKET_NAME
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", resolved)
+
+
+@pytest.mark.parametrize("region", ["ap-southeast-5", None])
+def test_prefixes_sharing_their_start_get_distinct_buckets(region: str | None) -> None:
+    """Prefixes that differ only past the truncation point still name two buckets (hash of the whole)."""
+    stack = cdk.Stack(cdk.App(), "S", env=cdk.Environment(account=ACCOUNT, region=region))
+    prefixes = ["team-alpha-training-run1", "team-alpha-training-run2", "team-alpha-training-run"]
+    names = {bucket_name(stack, prefix) for prefix in prefixes}
+    assert len(names) == len(prefixes)
+    assert bucket_name(stack, "ray-hyperpod").startswith("sagemaker-ray-hyperpod-lc-")  # short: unchanged
 
 
 def test_on_create_script_is_valid_bash() -> None:

@@ -214,5 +214,5 @@ def test_autoscaling_on(synths: dict[str, Synth]) -> None:
     [("ray.cluster_name", "a" * 54), ("ray.cluster_name", "1-cluster"), ("ray.job.name", "j" * 48)],
 )
 def test_names_kuberay_would_reject_are_config_errors(key: str, value: str) -> None:
-    with pytest.raises(ConfigError, match="KubeRay needs a name"):
+    with pytest.raises(ConfigError, match=r"KubeRay needs a name|must be a DNS-1035 label"):
         load_config({key: value})

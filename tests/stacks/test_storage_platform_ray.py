@@ -80,8 +80,51 @@ def test_csi_controller_runs_as_its_irsa_service_account(templates):
     )
 
 
-def test_static_mode_grants_the_csi_controller_nothing(templates):
-    assert "fsx:CreateFileSystem" not in json.dumps(templates["Platform"])
+def _actions(action: str | list[str]) -> list[str]:
+    return [action] if isinstance(action, str) else action
+
+
+def csi_statements(template: dict) -> list[dict]:
+    """The statements of the CSI controller role's policies (the IRSA role of fsx-csi-controller-sa)."""
+    resources = template["Resources"]
+    (role_id,) = [
+        name
+        for name, res in resources.items()
+        if res["Type"] == "AWS::IAM::Role" and name.startswith("FsxCsiControllerServiceAccountRole")
+    ]
+    return [
+        statement
+        for res in resources.values()
+        if res["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in res["Properties"]["Roles"]
+        for statement in res["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_static_mode_grants_the_csi_controller_only_the_describe_it_polls(templates):
+    assert csi_statements(templates["Platform"]) == [
+        {"Action": "fsx:DescribeFileSystems", "Effect": "Allow", "Resource": "*"}
+    ]
+
+
+def test_dynamic_csi_role_acts_only_on_file_systems_carrying_the_deployment_tag(dynamic_app):
+    stacks, _ = dynamic_app
+    statements = csi_statements(Template.from_stack(stacks.platform).to_json())
+    tag = "ray-on-hyperpod/deployment"
+    by_actions = {json.dumps(sorted(_actions(s["Action"]))): s for s in statements}
+    create = by_actions['["fsx:CreateFileSystem", "fsx:TagResource"]']
+    assert create["Condition"] == {"StringEquals": {f"aws:RequestTag/{tag}": "ray-hyperpod"}}
+    change = by_actions['["fsx:DeleteFileSystem", "fsx:UpdateFileSystem"]']
+    assert change["Condition"] == {"StringEquals": {f"aws:ResourceTag/{tag}": "ray-hyperpod"}}
+    # Every statement that may write is conditioned on the tag or names one exact role.
+    unconditioned = [s for s in statements if "Condition" not in s]
+    assert all(
+        action.split(":")[1].startswith("Describe") for s in unconditioned for action in _actions(s["Action"])
+    )
+    (linked,) = [s for s in statements if s["Action"] == "iam:CreateServiceLinkedRole"]
+    assert linked["Condition"] == {"StringEquals": {"iam:AWSServiceName": "fsx.amazonaws.com"}}
+    assert json.dumps(linked["Resource"]).endswith(
+        ':role/aws-service-role/fsx.amazonaws.com/AWSServiceRoleForAmazonFSx"]]}'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +140,6 @@ def test_dynamic_mode_has_no_file_system_stack_and_a_scoped_csi_role(dynamic_app
     assert stacks.storage is None and "Storage" not in {stack.id for stack in assembly.stacks}
     policies = json.dumps(Template.from_stack(stacks.platform).find_resources("AWS::IAM::Policy"))
     assert "fsx:CreateFileSystem" in policies and "fsx:DeleteFileSystem" in policies
-    assert '"iam:AWSServiceName": "fsx.amazonaws.com"' in policies
 
 
 def _all_k8s_objects(stacks) -> list[dict]:
