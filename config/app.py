@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 from .eks import EksConfig
+from .gcs import GcsFaultToleranceConfig
 from .hyperpod import HyperPodConfig
 from .instance_types import accelerators
 from .network import NetworkConfig
@@ -48,6 +49,7 @@ class AppConfig(Section):
     storage: StorageConfig = StorageConfig()
     kuberay: KubeRayConfig = KubeRayConfig()
     ray: RayConfig = RayConfig()
+    gcs_fault_tolerance: GcsFaultToleranceConfig = GcsFaultToleranceConfig()
 
     @field_validator("prefix")
     @classmethod

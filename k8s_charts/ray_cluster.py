@@ -5,7 +5,7 @@ from constructs import Construct
 
 from config import AppConfig, InstanceGroupConfig, accelerators
 from config.ray import WorkerGroupConfig
-from k8s_charts import kuberay
+from k8s_charts import gcs, kuberay
 from k8s_charts.imports.io import ray
 
 # Labels every HyperPod EKS node carries. The instance type comes with the ml. prefix (ml.p5.48xlarge).
@@ -51,6 +51,7 @@ class RayClusterChart(Chart):
                     if autoscaling.enabled
                     else None
                 ),
+                gcs_fault_tolerance_options=gcs.fault_tolerance_options(config),
             ),
         )
 
@@ -62,7 +63,7 @@ def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
         image=image,
         resources={"cpu": config.ray.head.cpu, "memory": config.ray.head.memory},
         ports=HEAD_PORTS,
-        env=_monitoring_env(config),
+        env={**_monitoring_env(config), **gcs.head_env(config)},
     )
     pod = kuberay.Pod(
         container=container,
@@ -79,7 +80,10 @@ def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWork
     group = config.hyperpod.group(worker.instance_group)
     gpus = config.worker_gpus(index)
     container = kuberay.RayContainer(
-        name="ray-worker", image=image, resources=_worker_resources(worker, group, gpus)
+        name="ray-worker",
+        image=image,
+        resources=_worker_resources(worker, group, gpus),
+        env=gcs.worker_env(config),
     )
     tolerations = _group_tolerations(group)
     if gpus > 0:
