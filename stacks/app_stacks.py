@@ -59,7 +59,7 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     gcs = config.gcs_fault_tolerance
     gcs_store = None
     if gcs.enabled:
-        gcs_store = GcsStoreStack(app, "GcsStore", config=gcs, network=network, **name("gcs-store"))
+        gcs_store = GcsStoreStack(app, "GcsStore", config=config, network=network, **name("gcs-store"))
     store = gcs_store.store if gcs_store else None
     ray = RayStack(app, "Ray", config=config, eks_stack=eks, storage=storage, gcs_store=store, **name("ray"))
     if gcs_store:

@@ -5,7 +5,6 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from config import AppConfig
-from config.gcs import GcsFaultToleranceConfig
 from k8s_charts.gcs import PASSWORD_KEY, GcsStoreChart, store_name
 
 from .components.gcs_store import GcsStore
@@ -28,14 +27,20 @@ class GcsStoreStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        config: GcsFaultToleranceConfig,
+        config: AppConfig,
         network: NetworkStack,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        gcs = config.gcs_fault_tolerance
         self.store = GcsStore(
-            self, "GcsStore", config=config, vpc=network.vpc, node_security_group=network.node_security_group
+            self, "GcsStore", config=gcs, vpc=network.vpc, node_security_group=network.node_security_group
         )
+        # What `ops status` reads (ops_support/gcs.py).
+        cdk.CfnOutput(self, "GcsStoreKind", value=gcs.store)
+        cdk.CfnOutput(self, "GcsStoreService", value=store_name(config))
+        if self.store.endpoint is not None:
+            cdk.CfnOutput(self, "GcsReplicationGroupId", value=self.store.replication_group.ref)
 
 
 def apply_store_objects(
