@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from .base import Section
 from .capacity import cpu_millis, cpu_quantity, memory_mib, memory_quantity, ray_pod_capacity
 from .eks import EksConfig
+from .gcs import GcsFaultToleranceConfig
 from .hyperpod import HyperPodConfig, InstanceGroupConfig
 from .instance_types import UnknownInstanceTypeError
 from .network import NetworkConfig
@@ -60,6 +61,9 @@ class AppConfig(Section):
     ray: RayConfig = Field(default=RayConfig(), description="The RayCluster and the optional RayJob.")
     observability: ObservabilityConfig = Field(
         default=ObservabilityConfig(), description="Metrics (Prometheus) and dashboards (Grafana)."
+    )
+    gcs_fault_tolerance: GcsFaultToleranceConfig = Field(
+        default=GcsFaultToleranceConfig(), description="External GCS storage so Ray survives losing its head."
     )
 
     _one_dcgm_exporter = model_validator(mode="after")(check_one_dcgm_exporter)

@@ -5,7 +5,7 @@ from constructs import Construct
 
 from config import AppConfig, InstanceGroupConfig, PodSize, instance_facts
 from config.capacity import cpu_millis
-from k8s_charts import kuberay
+from k8s_charts import gcs, kuberay
 from k8s_charts.imports.io import ray
 
 # Labels every HyperPod EKS node carries. The instance type comes with the ml. prefix (ml.p5.48xlarge).
@@ -61,6 +61,7 @@ class RayClusterChart(Chart):
                     if autoscaling.enabled
                     else None
                 ),
+                gcs_fault_tolerance_options=gcs.fault_tolerance_options(config),
             ),
         )
 
@@ -73,7 +74,7 @@ def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
         image=image,
         resources={"cpu": size.cpu, "memory": size.memory},
         ports=HEAD_PORTS,
-        env=_monitoring_env(config),
+        env={**_monitoring_env(config), **gcs.head_env(config)},
     )
     pod = kuberay.Pod(
         container=container,
@@ -93,7 +94,7 @@ def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWork
         name="ray-worker",
         image=image,
         resources=_worker_resources(size),
-        env=_network_env(config, group, size),
+        env={**_network_env(config, group, size), **gcs.worker_env(config)},
     )
     tolerations = _group_tolerations(group)
     if size.gpus > 0:

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from config import AppConfig
 
 from .eks import EksStack
+from .gcs_store import GcsStoreStack
 from .hyperpod import HyperPodStack
 from .network import NetworkStack
 from .observability import ObservabilityStack
@@ -32,10 +33,11 @@ class AppStacks:
     hyperpod: HyperPodStack
     ray: RayStack
     observability: ObservabilityStack | None = None
+    gcs_store: GcsStoreStack | None = None
 
     def all(self) -> list[cdk.Stack]:
         stacks = [self.network, self.storage, self.eks, self.platform, self.hyperpod, self.ray]
-        stacks.append(self.observability)
+        stacks += [self.observability, self.gcs_store]
         return [stack for stack in stacks if stack is not None]
 
 
@@ -68,15 +70,24 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     # HyperPod requires its dependency chart before the cluster is created; the chart stays until the
     # cluster is gone.
     hyperpod.add_stack_dependency(platform)
-    ray = RayStack(app, "Ray", config=config, eks_stack=eks, storage=storage, **name("ray"))
+    gcs = config.gcs_fault_tolerance
+    gcs_store = None
+    if gcs.enabled:
+        gcs_store = GcsStoreStack(app, "GcsStore", config=config, network=network, **name("gcs-store"))
+    store = gcs_store.store if gcs_store else None
+    ray = RayStack(app, "Ray", config=config, eks_stack=eks, storage=storage, gcs_store=store, **name("ray"))
+    if gcs_store:
+        # The RayCluster and KubeRay's Redis cleanup job are gone before the store they use.
+        ray.add_stack_dependency(gcs_store)
     # RayCluster needs the operator's CRDs and the claim needs the CSI driver; on destroy, every RayCluster
     # and PVC is gone before the operator and driver that handle their deletion.
     ray.add_stack_dependency(platform)
     # Ray pods run on HyperPod nodes: they are stopped (and /fsx unmounted) before the nodes go.
     ray.add_stack_dependency(hyperpod)
     stacks = AppStacks(
-        network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray
-    )
+        network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray,
+        gcs_store=gcs_store,
+    )  # fmt: skip
     if config.observability.enabled:
         # Needs only EKS: deploys while HyperPod provisions nodes; destroyed before the cluster it watches.
         stacks = dataclasses.replace(

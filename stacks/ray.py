@@ -14,7 +14,9 @@ from k8s_charts.ray_cluster import RayClusterChart
 from k8s_charts.ray_job import RayJobChart
 from k8s_charts.storage import DynamicFileSystem, StorageChart
 
+from .components.gcs_store import GcsStore
 from .eks import EksStack
+from .gcs_store import apply_store_objects
 from .kubernetes import ChartDeployer
 from .storage import StorageStack
 
@@ -32,6 +34,7 @@ class RayStack(cdk.Stack):
         config: AppConfig,
         eks_stack: EksStack,
         storage: StorageStack | None,
+        gcs_store: GcsStore | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -55,6 +58,11 @@ class RayStack(cdk.Stack):
         ray_cluster.node.add_dependency(policies)
         policies.node.add_dependency(namespace)
         self.auth_secret_name = cluster_chart.auth_secret_name
+        for part in (
+            apply_store_objects(self, self.deployer, config, eks_stack, gcs_store) if gcs_store else ()
+        ):
+            part.node.add_dependency(namespace)  # Service and Secret live in the namespace
+            ray_cluster.node.add_dependency(part)  # KubeRay's Redis cleanup on delete needs both
         if config.ray.job.enabled:
             job = self.deployer.apply("RayJobManifest", RayJobChart(k8s, "ray-job", config=config))
             # The job submits to the running cluster; on destroy it stops before the cluster goes.

@@ -50,7 +50,10 @@ def test_json_values_from_the_command_line():
     ("context", "expected"),
     [
         ({"network.az_cnt": "3"}, "network.az_cnt = '3': unknown key; allowed keys here: az_count, "),
-        ({"nework.az_count": "3"}, "nework: unknown key; allowed keys here: eks, env, hyperpod, "),
+        (
+            {"nework.az_count": "3"},
+            "nework: unknown key; allowed keys here: eks, env, gcs_fault_tolerance, hyperpod, ",
+        ),
         ({"network.az_count": "two"}, "network.az_count = 'two': Input should be a valid integer"),
         ({"network.az_count": "1"}, "network.az_count = '1': Input should be greater than or equal to 2"),
         ({"network.vpc_cidr": "10.0.0.0/33"}, "network.vpc_cidr = '10.0.0.0/33': Input is not a valid IPv4"),
