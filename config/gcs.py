@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Section
 from .types import ImageUri, matching
@@ -46,6 +46,14 @@ class GcsFaultToleranceConfig(Section):
         description="RAY_gcs_rpc_server_reconnect_timeout_s on workers: how long a worker node waits for a "
         "new head before it gives up (a new head pod, image pull and GCS reload take minutes).",
     )
+
+    @field_validator("in_cluster_image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        name = image.rsplit("/", 1)[-1]
+        if ":" not in name and "@" not in name:
+            raise ValueError("must be pinned with a tag or digest, such as valkey/valkey:7.2.13")
+        return image
 
     @property
     def elasticache(self) -> bool:

@@ -52,7 +52,10 @@ class RayStack(cdk.Stack):
         # (kubernetes.io/pvc-protection would keep the PVC, and a dynamic file system, alive).
         ray_cluster.node.add_dependency(claim)
         policies = self.deployer.apply(
-            "NetworkPolicyManifest", RayNetworkPolicyChart(k8s, "ray-network-policy", config=config)
+            "NetworkPolicyManifest",
+            RayNetworkPolicyChart(
+                k8s, "ray-network-policy", config=config, scraper_cidr=eks_stack.cluster.vpc.vpc_cidr_block
+            ),
         )
         # In place before the first Ray pod listens; removed after the last one is gone.
         ray_cluster.node.add_dependency(policies)

@@ -91,6 +91,10 @@ class Synth:
         return found[0]
 
 
+# The VPC range the managed scraper connects from (RayStack passes the VPC's CIDR).
+SCRAPER_CIDR = "10.0.0.0/16"
+
+
 def synth(overrides: Mapping[str, str]) -> Synth:
     """All charts the ray stack adds for this configuration, synthesized like the stack would."""
     config = load_config(overrides)
@@ -101,7 +105,9 @@ def synth(overrides: Mapping[str, str]) -> Synth:
         "namespace": NamespaceChart(app, "namespace", name=config.ray.namespace),
         "storage": StorageChart(app, "storage", storage=config.storage, namespace=config.ray.namespace, **fs),
         "ray_cluster": RayClusterChart(app, "ray-cluster", config=config, image=IMAGE),
-        "network_policy": RayNetworkPolicyChart(app, "network-policy", config=config),
+        "network_policy": RayNetworkPolicyChart(
+            app, "network-policy", config=config, scraper_cidr=SCRAPER_CIDR
+        ),
     }
     if config.ray.job.enabled:
         result.charts["ray_job"] = RayJobChart(app, "ray-job", config=config)

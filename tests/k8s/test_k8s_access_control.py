@@ -2,13 +2,14 @@
 KubeRay's own admission rules for every scenario."""
 
 import copy
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
 
 from config import load_config
 from tests.k8s.kuberay_rules import ray_cluster_problems, ray_job_problems
-from tests.k8s.scenarios import SCENARIOS, Synth
+from tests.k8s.scenarios import SCENARIOS, Synth, synth
 
 HEAD = {"ray.io/cluster": "ray-cluster", "ray.io/node-type": "head"}
 WORKER = {"ray.io/cluster": "ray-cluster", "ray.io/node-type": "worker"}
@@ -19,8 +20,13 @@ def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items())
 
 
-def _peer_admits(peer: dict[str, Any], policy_ns: str, source_ns: str, source: dict[str, str]) -> bool:
-    """NetworkPolicyPeer semantics: podSelector alone means the policy's namespace."""
+def _peer_admits(
+    peer: dict[str, Any], policy_ns: str, source_ns: str, source: dict[str, str], ip: str | None = None
+) -> bool:
+    """NetworkPolicyPeer semantics: podSelector alone means the policy's namespace; ipBlock matches the
+    source address only."""
+    if "ipBlock" in peer:
+        return ip is not None and ip_address(ip) in ip_network(peer["ipBlock"]["cidr"])
     if "namespaceSelector" in peer:
         namespace_labels = {"kubernetes.io/metadata.name": source_ns}
         if not _matches(peer["namespaceSelector"], namespace_labels):
@@ -35,9 +41,10 @@ def allowed(
     target: tuple[str, dict[str, str]],
     source: tuple[str, dict[str, str]],
     port: int,
+    ip: str | None = None,
 ) -> bool:
-    """Whether a TCP connection from `source` to `target`:`port` (each a namespace and pod labels) is allowed
-    by these ingress policies."""
+    """Whether a TCP connection from `source` to `target`:`port` (each a namespace and pod labels; `ip` the
+    source address) is allowed by these ingress policies."""
     (target_ns, target_labels), (source_ns, source_labels) = target, source
     selecting = [
         p
@@ -52,7 +59,9 @@ def allowed(
             if ports and port not in ports:
                 continue
             peers = rule.get("from")
-            if not peers or any(_peer_admits(peer, target_ns, source_ns, source_labels) for peer in peers):
+            if not peers or any(
+                _peer_admits(peer, target_ns, source_ns, source_labels, ip) for peer in peers
+            ):
                 return True
     return False
 
@@ -102,6 +111,30 @@ def test_only_the_namespace_and_the_operator_reach_the_ray_pods(
     for source_ns, labels in [("default", {}), ("kube-system", {"k8s-app": "kube-dns"}), ("kuberay", {})]:
         for target, port in [(HEAD, 8265), (HEAD, 6379), (HEAD, 10001), (WORKER, 10002)]:
             assert not allowed(rules, (ray_ns, target), (source_ns, labels), port), (source_ns, target, port)
+
+
+def test_the_managed_scraper_reaches_only_the_metrics_port(synths: dict[str, Synth]) -> None:
+    rules = policies(synths["defaults"])
+    scraper = ("", {})  # an ENI in the VPC: no namespace, no labels, only an address
+    for target in (HEAD, WORKER):
+        assert allowed(rules, ("ray", target), scraper, 8080, ip="10.0.130.7")
+        for port in (6379, 8265, 10001):
+            assert not allowed(rules, ("ray", target), scraper, port, ip="10.0.130.7")
+    assert not allowed(rules, ("ray", HEAD), scraper, 8080, ip="192.0.2.1")
+
+
+def test_the_in_cluster_prometheus_reaches_only_the_metrics_port() -> None:
+    rules = policies(synth({"observability.store": "in_cluster"}))
+    prometheus = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    assert allowed(rules, ("ray", WORKER), prometheus, 8080)
+    assert not allowed(rules, ("ray", HEAD), prometheus, 6379)
+    assert not allowed(rules, ("ray", WORKER), ("monitoring", {"app.kubernetes.io/name": "grafana"}), 8080)
+
+
+def test_without_observability_nothing_outside_reaches_the_metrics_port() -> None:
+    rules = policies(synth({"observability.enabled": "false"}))
+    assert not allowed(rules, ("ray", WORKER), ("", {}), 8080, ip="10.0.130.7")
+    assert not allowed(rules, ("ray", WORKER), ("monitoring", {"app.kubernetes.io/name": "prometheus"}), 8080)
 
 
 def test_the_policy_evaluator_can_fail(synths: dict[str, Synth]) -> None:

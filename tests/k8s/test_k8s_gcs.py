@@ -149,11 +149,11 @@ def test_elasticache_store_needs_its_endpoint():
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("gcs_fault_tolerance.engine_version", "6.2", "must be one of 7.2"),
+        ("gcs_fault_tolerance.engine_version", "6.2", "Input should be '7.2'"),
         ("gcs_fault_tolerance.node_type", "t4g.small", "ElastiCache node type"),
         ("gcs_fault_tolerance.worker_reconnect_timeout_s", "30", "greater than or equal to 60"),
         ("gcs_fault_tolerance.store", "memorydb", "'elasticache' or 'in_cluster'"),
-        ("gcs_fault_tolerance.in_cluster_image", "valkey", "with a tag"),
+        ("gcs_fault_tolerance.in_cluster_image", "valkey", "pinned with a tag"),
     ],
 )
 def test_bad_gcs_settings_are_config_errors(key, value, message):

@@ -197,7 +197,9 @@ def test_efa_off_and_cpu_workers() -> None:
     cpu_pod = cpu_group["template"]["spec"]
     assert cpu_pod["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "27205Mi"}
     assert "tolerations" not in cpu_pod
-    assert "env" not in cpu_pod["containers"][0]  # no GPUs: no NCCL settings
+    # No GPUs: no NCCL settings; only GCS fault tolerance's reconnect timeout.
+    env = {item["name"] for item in cpu_pod["containers"][0]["env"]}
+    assert env == {"RAY_gcs_rpc_server_reconnect_timeout_s"}
 
 
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name != "autoscaling"])

@@ -9,9 +9,10 @@ import pytest
 from tests.k8s.scenarios import SCENARIOS, Synth
 from tests.k8s_validation import default_crd_dir, object_problems, validate_k8s_objects
 
-# Namespace + PV + PVC (static) or StorageClass + PVC (dynamic) + RayCluster + 2 NetworkPolicies (+ RayJob).
+# Namespace + PV + PVC (static) or StorageClass + PVC (dynamic) + RayCluster + 3 NetworkPolicies (the third
+# admits the metrics collector; observability is on in every scenario) (+ RayJob).
 EXPECTED_OBJECTS = {
-    name: 7 if overrides.get("ray.job.enabled") else 6 for name, overrides in SCENARIOS.items()
+    name: 8 if overrides.get("ray.job.enabled") else 7 for name, overrides in SCENARIOS.items()
 }
 
 
