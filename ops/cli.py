@@ -3,6 +3,7 @@
 import os
 import sys
 import time
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -17,11 +18,14 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import AppConfig, ConfigError, load_config
+from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
 from . import hyperpod, kube
 from . import submit as ray_submit
+from .gcs import gcs_status
+from .metrics import gpu_utilization_by_node
 from .outputs import Deployment, read_deployment
-from .tools import OpsError
+from .tools import OpsError, run_tool
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -95,23 +99,34 @@ def status(
         bool, typer.Option("--watch", "-w", help="refresh until every group is at its target")
     ] = False,
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 30,
+    grafana_port: Annotated[int, typer.Option(help="local port of the Grafana tunnel")] = GRAFANA_LOCAL_PORT,
 ) -> None:
-    """HyperPod cluster, instance groups (current/target) and nodes, then the RayCluster and its pods."""
+    """HyperPod cluster, instance groups (current/target) and nodes, the RayCluster and its pods, GCS fault
+    tolerance and, with observability on, each node's GPU utilization."""
     deployment = ctx.obj.deployment()
     context = kube.use_cluster(deployment)
-    if not watch:
-        console.print(render_status(deployment, context))
-        return
-    with Live(render_status(deployment, context), console=console, refresh_per_second=1) as live:
-        while True:
-            time.sleep(interval)
-            view = render_status(deployment, context)
-            live.update(view)
-            if getattr(view, "done", False):
-                return
+    with _grafana_forward(deployment, context, grafana_port) as grafana:
+        if not watch:
+            console.print(render_status(deployment, context, grafana))
+            return
+        with Live(render_status(deployment, context, grafana), console=console, refresh_per_second=1) as live:
+            while True:
+                time.sleep(interval)
+                view = render_status(deployment, context, grafana)
+                live.update(view)
+                if getattr(view, "done", False):
+                    return
 
 
-def render_status(deployment: Deployment, context: str) -> Group:
+def _grafana_forward(deployment: Deployment, context: str, local_port: int):
+    """A tunnel to the deployment's Grafana (yields its URL), or None without observability."""
+    if deployment.grafana is None:
+        return nullcontext(None)
+    namespace, service = deployment.grafana
+    return kube.port_forward(context, namespace, service, local_port, remote_port=GRAFANA_SERVICE_PORT)
+
+
+def render_status(deployment: Deployment, context: str, grafana: str | None = None) -> Group:
     parts: list = []
     done = True
     if deployment.hyperpod_cluster:
@@ -122,9 +137,39 @@ def render_status(deployment: Deployment, context: str) -> Group:
         clusters = kube.ray_cluster(context, deployment.ray_namespace)
         parts.append(ray_view(clusters, kube.ray_pods(context, deployment.ray_namespace)))
         done = done and bool(clusters) and all(c.get("status", {}).get("state") == "ready" for c in clusters)
+        parts.append(gcs_view(deployment, context))
+    if grafana is not None:
+        parts.append(gpu_view(gpu_utilization_by_node(grafana)))
     group = Group(*parts)
     group.done = done  # type: ignore[attr-defined]  (read by --watch)
     return group
+
+
+def gcs_view(deployment: Deployment, context: str) -> str:
+    """Whether the head's state survives a head loss, and whether its store answers."""
+    gcs = gcs_status(deployment.gcs_outputs, deployment.ray_outputs)
+    if not gcs.enabled or gcs.health_check is None:
+        return "GCS fault tolerance: off (losing the Ray head restarts every worker)"
+    tool, *args = gcs.health_check
+    # The user's kubeconfig context and the deployment's region, as every other call here uses.
+    args = ["--context", context, *args] if tool == "kubectl" else [*args, "--region", deployment.region]
+    try:
+        answer = run_tool(tool, *args).strip()
+    except OpsError as error:
+        answer = f"no answer ({error})"
+    health = "healthy" if answer == gcs.healthy_when else f"not healthy: {answer or 'nothing'}"
+    return f"GCS fault tolerance: on, store {gcs.store}, {health}"
+
+
+def gpu_view(utilization: dict[str, float] | None) -> Table | str:
+    if utilization is None:
+        return "GPU utilization: Grafana did not answer"
+    if not utilization:
+        return "GPU utilization: no samples yet"
+    table = Table("node", "GPU utilization", title="GPUs (last 5 minutes)", title_justify="left")
+    for node, percent in sorted(utilization.items()):
+        table.add_row(node, f"{percent:.0f} %")
+    return table
 
 
 def hyperpod_view(state: hyperpod.ClusterState, health: dict[str, str]) -> list:
@@ -163,13 +208,19 @@ def ray_view(clusters: list[dict], pods: list[dict]) -> Table:
 def dashboard(
     ctx: typer.Context,
     local_port: Annotated[int, typer.Option(help="local port of the tunnel")] = kube.DASHBOARD_PORT,
+    grafana_port: Annotated[int, typer.Option(help="local port of the Grafana tunnel")] = GRAFANA_LOCAL_PORT,
 ) -> None:
-    """Port-forward the Ray dashboard (a ClusterIP service) and print its URL; Ctrl-C closes it."""
+    """Port-forward the Ray dashboard (and Grafana, whose panels its Metrics tab embeds from
+    http://localhost:3000) and print their URLs; Ctrl-C closes them."""
     deployment = ctx.obj.deployment()
     namespace, service = _ray_names(deployment)
     context = kube.use_cluster(deployment)
-    with kube.port_forward(context, namespace, service, local_port) as url:
+    with ExitStack() as tunnels:
+        url = tunnels.enter_context(kube.port_forward(context, namespace, service, local_port))
         console.print(f"Ray dashboard: {url}  (Ctrl-C to stop)")
+        grafana = tunnels.enter_context(_grafana_forward(deployment, context, grafana_port))
+        if grafana is not None:
+            console.print(f"Grafana: {grafana}")
         if deployment.ray_auth_secret:
             secret = deployment.ray_auth_secret
             console.print(

@@ -60,12 +60,19 @@ def ray_token(context: str, namespace: str, secret: str) -> str:
 
 @contextmanager
 def port_forward(
-    context: str, namespace: str, service: str, local_port: int, wait_s: float = 30
+    context: str,
+    namespace: str,
+    service: str,
+    local_port: int,
+    *,
+    wait_s: float = 30,
+    remote_port: int = DASHBOARD_PORT,
 ) -> Iterator[str]:
-    """Forward localhost:local_port to the service's dashboard port; yields the local URL while it runs."""
+    """Forward localhost:local_port to the service's `remote_port` (Ray's dashboard unless told); yields the
+    local URL while it runs."""
     process = start_tool(
         "kubectl", "--context", context, "-n", namespace, "port-forward",
-        f"svc/{service}", f"{local_port}:{DASHBOARD_PORT}",
+        f"svc/{service}", f"{local_port}:{remote_port}",
     )  # fmt: skip
     try:
         _wait_forwarding(process, wait_s)
@@ -76,7 +83,7 @@ def port_forward(
 
 
 def _wait_forwarding(process, wait_s: float) -> None:
-    """kubectl prints `Forwarding from 127.0.0.1:<port> -> 8265` once the tunnel listens."""
+    """kubectl prints `Forwarding from 127.0.0.1:<port> -> <remote port>` once the tunnel listens."""
     deadline = time.monotonic() + wait_s
     ready = selectors.DefaultSelector()
     ready.register(process.stdout, selectors.EVENT_READ)

@@ -1,11 +1,13 @@
 """What a deployment is called, read from `cdk deploy --outputs-file cdk-outputs.json`.
 
-The file maps stack name to its outputs; this app's stacks are `<prefix>-eks`, `<prefix>-hyperpod` and
-`<prefix>-ray`, with the outputs their stacks declare (stacks/eks.py, stacks/hyperpod.py, stacks/ray.py).
+The file maps stack name to its outputs; this app's stacks are `<prefix>-eks`, `<prefix>-hyperpod`,
+`<prefix>-ray` and, when enabled, `<prefix>-observability` and `<prefix>-gcs-store`, with the outputs their
+stacks declare (stacks/eks.py, stacks/hyperpod.py, stacks/ray.py, stacks/observability.py,
+stacks/gcs_store.py).
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .tools import OpsError
@@ -19,6 +21,9 @@ class Deployment:
     ray_namespace: str | None
     ray_head_service: str | None
     ray_auth_secret: str | None  # Secret holding the Ray token under `auth_token`; None: no token auth
+    grafana: tuple[str, str] | None = None  # (namespace, service) of the in-cluster Grafana
+    gcs_outputs: dict[str, str] | None = None  # the gcs-store stack's outputs; None: GCS FT off
+    ray_outputs: dict[str, str] = field(default_factory=dict)
 
 
 def read_deployment(path: Path, prefix: str) -> Deployment:
@@ -30,7 +35,10 @@ def read_deployment(path: Path, prefix: str) -> Deployment:
         ) from None
     except (OSError, json.JSONDecodeError) as error:
         raise OpsError(f"{path}: cannot read it as JSON: {error}") from None
-    eks, hyperpod, ray = (_stack(outputs, f"{prefix}-{part}") for part in ("eks", "hyperpod", "ray"))
+    eks, hyperpod, ray, observability, gcs = (
+        _stack(outputs, f"{prefix}-{part}")
+        for part in ("eks", "hyperpod", "ray", "observability", "gcs-store")
+    )
     if not eks:
         stacks = ", ".join(sorted(outputs)) or "none"
         raise OpsError(
@@ -44,7 +52,16 @@ def read_deployment(path: Path, prefix: str) -> Deployment:
         ray_namespace=ray.get("RayNamespace"),
         ray_head_service=ray.get("RayHeadService"),
         ray_auth_secret=ray.get("RayAuthSecret"),
+        grafana=_grafana(observability),
+        gcs_outputs=gcs or None,
+        ray_outputs=ray,
     )
+
+
+def _grafana(observability: dict[str, str]) -> tuple[str, str] | None:
+    if "GrafanaNamespace" in observability and "GrafanaService" in observability:
+        return observability["GrafanaNamespace"], observability["GrafanaService"]
+    return None
 
 
 def _stack(outputs: object, name: str) -> dict[str, str]:

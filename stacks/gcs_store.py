@@ -36,7 +36,7 @@ class GcsStoreStack(cdk.Stack):
         self.store = GcsStore(
             self, "GcsStore", config=gcs, vpc=network.vpc, node_security_group=network.node_security_group
         )
-        # What `ops status` reads (ops_support/gcs.py).
+        # What `ops status` reads (ops/gcs.py).
         cdk.CfnOutput(self, "GcsStoreKind", value=gcs.store)
         cdk.CfnOutput(self, "GcsStoreService", value=store_name(config))
         if self.store.endpoint is not None:

@@ -82,6 +82,9 @@ class ObservabilityStack(cdk.Stack):
             "GrafanaPortForward",
             value=f"kubectl -n {observability.namespace} port-forward svc/{GRAFANA_RELEASE} 3000:80",
         )
+        # Read by `ops dashboard` and `ops status` (ops/outputs.py).
+        cdk.CfnOutput(self, "GrafanaNamespace", value=observability.namespace)
+        cdk.CfnOutput(self, "GrafanaService", value=GRAFANA_RELEASE)
 
     def _workspace(self, config: AppConfig) -> aps.CfnWorkspace:
         key = encryption_key(self, "MetricsKey", "Encryption at rest of the Prometheus workspace")

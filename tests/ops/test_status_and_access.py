@@ -1,11 +1,17 @@
 """The operations CLI finds the deployment in cdk-outputs.json, checks credentials and reports status."""
 
 import base64
+import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
 
 import boto3
 import pytest
@@ -13,6 +19,7 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 from config import load_config
+from ops import cli as ops_cli
 from ops import hyperpod, kube
 from ops.cli import app, principal_arn
 from ops.outputs import read_deployment
@@ -214,3 +221,141 @@ def test_a_missing_kubectl_is_named_with_the_fix(monkeypatch, tmp_path: Path) ->
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(OpsError, match="kubectl not found on PATH: install kubectl"):
         kube.ray_cluster("c", "ray")
+
+
+class _PrometheusThroughGrafana(http.server.BaseHTTPRequestHandler):
+    """Grafana's data-source proxy on a local port, answering one instant query like Prometheus does."""
+
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        samples = [
+            {"metric": {"node": "hyperpod-i-0w1"}, "value": [1700000000.0, "87.5"]},
+            {"metric": {"node": "hyperpod-i-0w2"}, "value": [1700000000.0, "3"]},
+        ]
+        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": samples}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def grafana_port() -> Iterator[int]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _PrometheusThroughGrafana)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def _observed(outputs: Path) -> None:
+    """Add the observability and GCS store stacks' outputs to a deployment."""
+    values = json.loads(outputs.read_text())
+    values["demo-observability"] = {"GrafanaNamespace": "monitoring", "GrafanaService": "grafana"}
+    values["demo-gcs-store"] = {
+        "GcsStoreKind": "elasticache",
+        "GcsStoreService": "ray-cluster-gcs-store",
+        "GcsReplicationGroupId": "demo-gcs",
+    }
+    outputs.write_text(json.dumps(values))
+
+
+def _ray_answers(fake_tools) -> None:
+    fake_tools.answer("aws eks update-kubeconfig --name demo-eks --region us-east-2 --alias demo-eks", "")
+    fake_tools.answer("kubectl --context demo-eks get nodes -o json", {"items": []})
+    fake_tools.answer("kubectl --context demo-eks -n ray get rayclusters.ray.io -o json", {"items": []})
+    fake_tools.answer("kubectl --context demo-eks -n ray get pods -l ray.io/cluster -o json", {"items": []})
+
+
+def test_status_shows_gcs_health_and_gpu_utilization_per_node(
+    deployed, fake_tools, monkeypatch, grafana_port
+) -> None:
+    outputs, config = deployed
+    _observed(outputs)
+    client, stub = _sagemaker_stub()
+    monkeypatch.setattr(hyperpod, "sagemaker", lambda region: client)
+    monkeypatch.setenv("COLUMNS", "200")
+    _ray_answers(fake_tools)
+    fake_tools.answer(
+        "aws elasticache describe-replication-groups --replication-group-id demo-gcs --query "
+        "ReplicationGroups[0].Status --output text --region us-east-2",
+        "available\n",
+    )
+    args = [
+        "--outputs-file",
+        str(outputs),
+        "--config",
+        str(config),
+        "status",
+        "--grafana-port",
+        str(grafana_port),
+    ]
+    with stub:
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "GCS fault tolerance: on, store elasticache, healthy" in result.output
+    assert "hyperpod-i-0w1" in result.output and "88 %" in result.output and "3 %" in result.output
+    forward = ["kubectl", "--context", "demo-eks", "-n", "monitoring", "port-forward", "svc/grafana"]
+    assert [*forward, f"{grafana_port}:80"] in fake_tools.calls()
+    assert _PrometheusThroughGrafana.requests[-1].startswith(
+        "/api/datasources/proxy/uid/prometheus/api/v1/query?"
+    )
+
+
+def test_status_says_when_the_store_is_unhealthy_and_grafana_is_silent(
+    deployed, fake_tools, monkeypatch
+) -> None:
+    outputs, config = deployed
+    _observed(outputs)
+    client, stub = _sagemaker_stub()
+    monkeypatch.setattr(hyperpod, "sagemaker", lambda region: client)
+    _ray_answers(fake_tools)
+    fake_tools.answer(
+        "aws elasticache describe-replication-groups --replication-group-id demo-gcs --query "
+        "ReplicationGroups[0].Status --output text --region us-east-2",
+        "modifying\n",
+    )
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    args = ["--outputs-file", str(outputs), "--config", str(config), "status", "--grafana-port", str(port)]
+    with stub:
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "GCS fault tolerance: on, store elasticache, not healthy: modifying" in result.output
+    assert "GPU utilization: Grafana did not answer" in result.output
+
+
+def test_status_without_the_store_says_gcs_fault_tolerance_is_off(deployed, fake_tools, monkeypatch) -> None:
+    outputs, config = deployed
+    client, stub = _sagemaker_stub()
+    monkeypatch.setattr(hyperpod, "sagemaker", lambda region: client)
+    _ray_answers(fake_tools)
+    with stub:
+        result = CliRunner().invoke(app, ["--outputs-file", str(outputs), "--config", str(config), "status"])
+    assert result.exit_code == 0, result.output
+    assert "GCS fault tolerance: off" in result.output
+    assert not any("port-forward" in call for call in fake_tools.calls())  # no Grafana: no tunnel
+
+
+def test_dashboard_opens_ray_and_grafana_together(deployed, fake_tools, monkeypatch) -> None:
+    outputs, config = deployed
+    _observed(outputs)
+    fake_tools.answer("aws eks update-kubeconfig --name demo-eks --region us-east-2 --alias demo-eks", "")
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    # Only the CLI's own wait: subprocess's wait for the closed tunnels still needs the real sleep.
+    monkeypatch.setattr(ops_cli, "time", SimpleNamespace(sleep=interrupt))
+    result = CliRunner().invoke(app, ["--outputs-file", str(outputs), "--config", str(config), "dashboard"])
+    assert result.exit_code == 0, result.output
+    assert "Ray dashboard: http://127.0.0.1:8265" in result.output
+    assert "Grafana: http://127.0.0.1:3000" in result.output
+    forwards = [call[-2:] for call in fake_tools.calls() if "port-forward" in call]
+    assert forwards == [["svc/ray-cluster-head-svc", "8265:8265"], ["svc/grafana", "3000:80"]]

@@ -39,7 +39,7 @@ def test_default_submission_uses_every_gpu_the_config_names_and_a_resumable_run(
 
 
 def test_run_name_and_extra_arguments_override_and_come_last() -> None:
-    config = load_config({"ray.job.name": "exp-7", "storage.mount_path": "/data/"})
+    config = load_config({"ray.job.name": "exp-7", "storage.mount_path": "/data"})
     args = shlex.split(build_submission(config, None, ["--max-steps", "5", "--num-workers", "8"]).entrypoint)
     assert args[2:4] == ["--run-name", "exp-7"]
     assert args[-6:] == ["--storage-path", "/data/ray_results", "--max-steps", "5", "--num-workers", "8"]
@@ -52,7 +52,7 @@ def test_a_cpu_only_cluster_gets_cpu_workers_one_per_pod() -> None:
             "hyperpod.instance_groups": '[{"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1},'
             '{"name": "workers", "instance_type": "ml.m5.4xlarge", "count": 2}]',
             "ray.worker_groups": '[{"name": "cpu", "instance_group": "workers", "replicas": 2,'
-            '"max_replicas": 2, "efa": false, "cpu": "12", "memory": "48Gi"}]',
+            '"max_replicas": 2, "efa": false}]',
         }
     )
     args = shlex.split(build_submission(config, None).entrypoint)

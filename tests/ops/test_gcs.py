@@ -1,6 +1,6 @@
-"""What `ops status` reports about GCS fault tolerance, from stack outputs (ops_support/gcs.py)."""
+"""What `ops status` reports about GCS fault tolerance, from stack outputs (ops/gcs.py)."""
 
-from ops_support.gcs import gcs_status
+from ops.gcs import gcs_status
 
 RAY = {"RayNamespace": "ray"}
 

@@ -1,1 +1,0 @@
-"""Pure helpers for the operations CLI: decisions from stack outputs, no AWS calls of their own."""
