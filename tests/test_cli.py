@@ -31,8 +31,9 @@ def cli_out(tmp_path_factory) -> Path:
 def test_cli_synth_writes_every_stack_and_the_manifests(cli_out):
     manifest = json.loads((cli_out / "manifest.json").read_text())
     stacks = [name for name, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"]
-    assert stacks == ["Network", "Storage", "Eks", "Platform", "HyperPod", "GcsStore", "Ray"]
+    assert stacks == ["Network", "Storage", "Eks", "Platform", "HyperPod", "GcsStore", "Ray", "Observability"]
     assert sorted(p.name for p in (cli_out / "manifests").glob("*.yaml")) == [
+        "Observability-MonitoringNamespace.yaml",
         "Platform-KuberayNamespace.yaml",
         "Ray-ClaimManifest.yaml",
         "Ray-GcsStoreManifest.yaml",

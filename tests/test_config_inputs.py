@@ -334,7 +334,7 @@ VALID: list[dict] = [
         "ray.image_uri": "123456789012.dkr.ecr.us-west-2.amazonaws.com/team/ray:2.60.0-py311-gpu@sha256:"
         + "a" * 64
     },
-    {"ray.head.cpu": "5500m", "ray.head.memory": "2.5e10"},
+    {"ray.head.cpu": "2500m", "ray.head.memory": "2.5e10"},
     {"ray.monitoring.grafana_host": "http://grafana.monitoring.svc:3000"},
     {"ray.job.entrypoint_args": json.dumps(["--note", "a b; $(rm -rf /) `id` 'q' \"d\" | & > <"])},
     {"acknowledged-issue-numbers": [32775], "cli-telemetry": False},

@@ -55,7 +55,8 @@ def test_the_readme_example_synthesizes_offline_as_printed(example) -> None:
         a["properties"]["stackName"] for a in manifest["artifacts"].values() if "stackName" in a["properties"]
     }
     assert names == {
-        f"my-ray-{part}" for part in ("network", "storage", "eks", "platform", "hyperpod", "ray")
+        f"my-ray-{part}"
+        for part in ("network", "storage", "eks", "platform", "hyperpod", "gcs-store", "ray", "observability")
     }
     eks = json.loads((out / "Eks.template.json").read_text())["Resources"]
     proxy = next(r for r in eks.values() if r["Properties"].get("AddonName") == "kube-proxy")

@@ -121,7 +121,6 @@ class KubernetesSecretFromSecretsManager(Construct):
             "for these actions.",
             "Resource::*",
         )
-        framework = provider.node.find_child("framework-onEvent")
         acknowledge(
             provider,
             "AwsSolutions-IAM4",
@@ -133,10 +132,5 @@ class KubernetesSecretFromSecretsManager(Construct):
             provider,
             "AwsSolutions-IAM5",
             "The framework invokes any version (<arn>:*) of this construct's own handler, nothing else.",
-            *(nag_resource(self, f"{function.function_arn}:*") for function in (handler, framework)),
-        )
-        acknowledge(
-            provider,
-            "AwsSolutions-L1",
-            "CDK pins the provider framework's runtime to the Node.js version its code is built for.",
+            nag_resource(self, f"{handler.function_arn}:*"),
         )

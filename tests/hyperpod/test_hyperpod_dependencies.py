@@ -442,9 +442,8 @@ def test_buildspec_repackaging_puts_the_chart_at_the_zip_root(tmp_path):
 
 def test_cdk_nag_passes(synthesized):
     report = json.loads((Path(synthesized[0].directory) / "validation-report.json").read_text())
-    assert report["pluginReports"], "cdk-nag did not run"
-    assert all(plugin["conclusion"] == "success" for plugin in report["pluginReports"])
-    assert all(not plugin["violations"] for plugin in report["pluginReports"])
+    (nag,) = [plugin for plugin in report["pluginReports"] if plugin["pluginName"] == "AwsSolutions"]
+    assert nag["conclusion"] == "success" and not nag["violations"]
 
 
 def test_cfn_lint_finds_nothing(synthesized):
