@@ -3,7 +3,7 @@
 The job never reads these files itself; tests/jobs and bench/ import the readers from here, so the
 format is defined once. Two writers:
 - `Progress`, on every rank: `rank<r>-pid<p>.json`, rewritten atomically after every step (pid,
-  steps, step times, checkpoint stalls, steady-state step rate).
+  steps, step times and end times, checkpoint stalls).
 - `RegisteredCheckpoints`, a Ray Train callback in the controller: `registered.json` with the step of
   the latest checkpoint Ray Train has registered (its checkpoint manager runs before user callbacks),
   i.e. one a restart will resume from or after.
@@ -44,9 +44,8 @@ class Progress:
             "updated_at": now,
             "step_times_s": [],
             "checkpoint_stalls_s": [],
-            "steady_steps_per_s": None,
+            "step_ends_at": [],
         }
-        self._steady_since: tuple[int, float] | None = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(self.path, self.data)
@@ -58,15 +57,10 @@ class Progress:
         self.data["first_step_at"] = self.data["first_step_at"] or now
         self.data.update(step=step, updated_at=now)
         self.data["step_times_s"].append(step_time)
+        self.data["step_ends_at"].append(now)
         if stall_s is not None:
             self.data["checkpoint_stalls_s"].append(stall_s)
             self.data["checkpoint_step"] = step
-        # Wall-clock rate over all steps after the warm-up, checkpoints and data waits included.
-        done = step - self.data["start_step"]
-        if done == WARMUP_STEPS:
-            self._steady_since = (step, now)
-        elif self._steady_since and step > self._steady_since[0]:
-            self.data["steady_steps_per_s"] = (step - self._steady_since[0]) / (now - self._steady_since[1])
         _write_atomic(self.path, self.data)
 
 
@@ -106,6 +100,17 @@ def latest_per_rank(directory: Path) -> dict[int, dict[str, Any]]:
         if p["rank"] not in latest or p["started_at"] > latest[p["rank"]]["started_at"]:
             latest[p["rank"]] = p
     return latest
+
+
+def steady_steps_per_s(data: dict[str, Any], drop_last: int = 0) -> float:
+    """Wall-clock step rate after the warm-up steps, every wait included; `drop_last` leaves out the
+    final steps (e.g. one that ends with a checkpoint)."""
+    ends = data["step_ends_at"][WARMUP_STEPS - 1 : len(data["step_ends_at"]) - drop_last]
+    if len(ends) < 2:
+        raise ValueError(
+            f"rank {data['rank']}: too few steps for a steady rate ({len(data['step_ends_at'])})"
+        )
+    return (len(ends) - 1) / (ends[-1] - ends[0])
 
 
 def registered_checkpoint(directory: Path) -> int | None:

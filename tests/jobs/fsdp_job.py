@@ -23,8 +23,9 @@ RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 # A model small enough that Ray start-up, not compute, dominates the test time on two cores.
 TINY = [
-    "--gpus-per-worker", "0", "--num-workers", "2", "--eval-every", "0", "--d-model", "32", "--n-layers", "2", "--n-heads", "2",
-    "--vocab-size", "128", "--seq-len", "16", "--batch-size", "4", "--lr", "3e-3",
+    "--gpus-per-worker", "0", "--num-workers", "2", "--eval-every", "0", "--d-model", "32",
+    "--n-layers", "2", "--n-heads", "2", "--vocab-size", "128", "--seq-len", "16", "--batch-size", "4",
+    "--lr", "3e-3",
 ]  # fmt: skip
 
 

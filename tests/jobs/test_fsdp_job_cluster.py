@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a local test URL
+            return response.status == 200
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A head node of this module only: `ray start --block` in its own session, free ports, own temp dir.
@@ -65,6 +74,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
             lambda: subprocess.run(status, env=env, capture_output=True, check=False).returncode == 0,
             "the Ray head to start", timeout=180,
         )  # fmt: skip
+        wait_for(lambda: _answers(f"http://127.0.0.1:{dashboard}/api/version"), "the dashboard", timeout=180)
         yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}"}
     finally:
         kill_group(head)
@@ -74,12 +84,15 @@ def test_job_submission(ray_head: dict[str, str], tmp_path: Path) -> None:
     storage = tmp_path / "results"
     cmd = [
         str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"],
-        "--working-dir", str(JOB_DIR), "--", "python3", "train.py",
+        "--working-dir", str(JOB_DIR),
+        # Other Ray instances may run on this machine: the job's driver must join this head, by address.
+        "--runtime-env-json", json.dumps({"env_vars": {"RAY_ADDRESS": ray_head["gcs"]}}),
+        "--", "python3", "train.py",
         *train_args(storage, "submitted", "--max-steps", "6", "--checkpoint-every", "3"),
     ]  # fmt: skip
-    done = subprocess.run(
-        cmd, check=False, env=job_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S
-    )
+    env = job_env()
+    env.pop("RAY_ADDRESS")  # it would override --address (and "local" may find another Ray here)
+    done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "succeeded" in output
@@ -151,11 +164,12 @@ def test_causal_lm_from_jsonl_resumes_its_data_and_a_changed_model_fails_fast(
     model = make_tiny_model(tmp_path / "llama", "llama", tokenizer_dir)
     lines = text.read_text().splitlines()
     train_file, eval_file = tmp_path / "train.jsonl", tmp_path / "eval.parquet"
-    train_file.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
+    train_file.write_text("".join(f"{json.dumps({'text': line})}\n" for line in lines))
     pq.write_table(pa.table({"text": lines[:40]}), eval_file)
     env = job_env(RAY_ADDRESS=ray_head["gcs"], **hf_env(tmp_path / "cache"))
-    data = ["--model", str(model), "--init", "random", "--dataset", str(train_file), "--eval-data", str(eval_file),
-            "--eval-every", "3", "--eval-batches", "2", "--checkpoint-every", "3"]  # fmt: skip
+    data = ["--model", str(model), "--init", "random", "--dataset", str(train_file),
+            "--eval-data", str(eval_file), "--eval-every", "3", "--eval-batches", "2",
+            "--checkpoint-every", "3"]  # fmt: skip
     storage = tmp_path / "results"
     first = run_train(train_args(storage, "lm", *data, "--max-steps", "6"), tmp_path / "first.log", env)
     assert first["steps_completed"] == 6

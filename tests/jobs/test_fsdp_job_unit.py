@@ -192,7 +192,8 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_schedule(
     fresh, fresh_opt, fresh_sched, fresh_key = build(cfg, seed=1)
     restored = lm_loop.restore(
         lm_loop.Runtime(0, 1, torch.device("cpu"), lambda: _dir(directory), lambda n: None, None, None),
-        model=fresh, optimizer=fresh_opt, scheduler=fresh_sched, resume_key=fresh_key, group=single_rank_group,
+        model=fresh, optimizer=fresh_opt, scheduler=fresh_sched, resume_key=fresh_key,
+        group=single_rank_group,
     )  # fmt: skip
     assert restored["step"] == 7
     for a, b in zip(model.parameters(), fresh.parameters(), strict=True):
@@ -225,7 +226,7 @@ def test_gradient_clipping_bounds_the_update(single_rank_group) -> None:
     assert norm > 0.01  # the raw gradient norm is reported, then clipped before the SGD step
     with torch.no_grad():
         moved = torch.sqrt(
-            sum(((p.full_tensor() - b) ** 2).sum() for p, b in zip(model.parameters(), before))
+            sum(((p.full_tensor() - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))
         )
     assert float(moved) == pytest.approx(0.01, rel=1e-3)
 
@@ -299,7 +300,8 @@ def test_progress_hook_writer_and_readers_agree(tmp_path: Path) -> None:
     [data] = lm_hooks.progress(tmp_path)
     assert (data["rank"], data["pid"], data["step"], data["checkpoint_step"]) == (1, os.getpid(), 16, 12)
     assert data["checkpoint_stalls_s"] == [0.5]
-    assert data["steady_steps_per_s"] > 0
+    assert lm_hooks.steady_steps_per_s(data) > 0
+    assert len(data["step_ends_at"]) == lm_hooks.WARMUP_STEPS + 3
     assert lm_hooks.latest_per_rank(tmp_path)[1]["step"] == 16
     assert lm_hooks.registered_checkpoint(tmp_path) is None
     [callback] = lm_hooks.registered_callback(str(tmp_path))
