@@ -119,13 +119,13 @@ def make_tiny_model(directory: Path, family: str, tokenizer_dir: Path, **overrid
     from transformers import AutoTokenizer, BertConfig, LlamaConfig  # noqa: PLC0415
 
     vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    shape = {"vocab_size": vocab, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 64}  # fmt: skip
     if family == "bert":
-        config: Any = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=64, **overrides)  # fmt: skip
+        config: Any = BertConfig(**{**shape, **overrides})
     else:
-        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                             bos_token_id=None, eos_token_id=None, pad_token_id=0, **overrides)  # fmt: skip
+        llama = {"num_key_value_heads": 2, "bos_token_id": None, "eos_token_id": None, "pad_token_id": 0}
+        config = LlamaConfig(**{**shape, **llama, **overrides})
     config.save_pretrained(directory)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(directory)
     return directory
