@@ -200,7 +200,7 @@ def nccl_line(env: dict[str, str], version: tuple[int, ...]) -> str:
 def restore(
     rt: Runtime, *, model: nn.Module, optimizer: Any, scheduler: Any, resume_key: dict, group: Any
 ) -> dict[str, Any]:
-    """Resumes from the launcher's latest checkpoint, if any; fails fast (ResumeMismatchError) on a mismatch."""
+    """Resumes from the launcher's latest checkpoint, if any; ResumeMismatchError on a mismatch."""
     with rt.restore_dir() as directory:
         if directory is None:
             return {"step": 0, "loss": float("nan")}

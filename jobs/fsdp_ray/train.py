@@ -220,6 +220,10 @@ def fail_fast_callbacks() -> list[Any]:
     class FailFast(UserCallback):
         def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
             for error in worker_exceptions.values():
+                # Ray hands over the worker's own exception when it can unpickle it, else a wrapper
+                # whose text is the traceback ending in "...ResumeMismatchError: <message>".
+                if type(error).__name__ == "ResumeMismatchError":
+                    raise RuntimeError(f"ResumeMismatchError: {error}")
                 found = RESUME_MISMATCH.search(str(error))
                 if found:
                     raise RuntimeError(f"ResumeMismatchError: {found.group(1)}")

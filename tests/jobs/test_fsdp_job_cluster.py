@@ -171,7 +171,8 @@ def test_causal_lm_from_jsonl_resumes_its_data_and_a_changed_model_fails_fast(
     train_file.write_text("".join(f"{json.dumps({'text': line})}\n" for line in lines))
     pq.write_table(pa.table({"text": lines[:40]}), eval_file)
     env = job_env(RAY_ADDRESS=ray_head["gcs"], **hf_env(tmp_path / "cache"))
-    data = ["--model", str(model), "--init", "random", "--dataset", str(train_file),
+    data = ["--model", str(model), "--init", "random", "--tokenizer", str(tokenizer_dir),
+            "--dataset", str(train_file),
             "--eval-data", str(eval_file), "--eval-every", "3", "--eval-batches", "2",
             "--checkpoint-every", "3"]  # fmt: skip
     storage = tmp_path / "results"

@@ -257,6 +257,8 @@ def test_failing_worker_message_becomes_the_fail_fast_error() -> None:
     )
     with pytest.raises(RuntimeError, match=re.escape("ResumeMismatchError: checkpoint /x does not match")):
         callback.after_exception(None, {0: RuntimeError(traceback)})
+    with pytest.raises(RuntimeError, match=re.escape("ResumeMismatchError: checkpoint /y does not match")):
+        callback.after_exception(None, {1: lm_checkpoint.ResumeMismatchError("checkpoint /y does not match")})
     callback.after_exception(None, {0: RuntimeError("Traceback ...\nOSError: disk full")})  # retried
 
 
