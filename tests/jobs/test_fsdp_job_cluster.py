@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -202,7 +203,10 @@ def test_causal_lm_from_jsonl_resumes_its_data_and_a_changed_model_fails_fast(
     assert rc == 2, output[-4000:]
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, output[-4000:]
-    assert "does not match this run (model.embed_tokens.weight: saved" in errors[0]
+    assert re.search(
+        r"does not match this run \(lm_head\.weight: saved \[\d+, 32\], now \[\d+, 64\]", errors[0]
+    )
+    assert "parameters differ" in errors[0]
     assert "use a new --run-name" in errors[0]
 
 
