@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
-MODEL = ["--cpu", "--num-workers", "2", "--d-model", "128", "--n-layers", "4", "--n-heads", "4",
-         "--vocab-size", "2048", "--seq-len", "64", "--batch-size", "8"]  # fmt: skip
+sys.path.insert(0, str(JOB_DIR))
+from lm_hooks import progress  # noqa: E402 - the job's own hook readers
+
+MODEL = ["--gpus-per-worker", "0", "--num-workers", "2", "--d-model", "128", "--n-layers", "4",
+         "--n-heads", "4", "--vocab-size", "2048", "--seq-len", "64", "--batch-size", "8",
+         "--eval-every", "0", "--no-export"]  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,10 +38,6 @@ def parse_args() -> argparse.Namespace:
     if not args.checkpoint_every + 2 <= args.kill_at_step < args.max_steps:
         p.error("--kill-at-step must be >= checkpoint-every + 2 (a registered checkpoint) and < max-steps")
     return args
-
-
-def progress(directory: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in directory.glob("rank*.json")]
 
 
 def launch(args: argparse.Namespace, work: Path, name: str) -> tuple[subprocess.Popen, Path, float]:
@@ -87,7 +87,7 @@ def main() -> None:
         ranks = progress(marks)
         cold = min(f["first_step_at"] for f in ranks) - started
         step_s = statistics.mean(t for f in ranks for t in f["step_times_s"])
-        ckpt_s = statistics.mean(t for f in ranks for t in f["checkpoint_times_s"])
+        ckpt_s = statistics.mean(t for f in ranks for t in f["checkpoint_stalls_s"])
 
         proc, marks, _ = launch(args, work, "killed")
         killed_at, reached = kill_worker_at(marks, args.kill_at_step, args.timeout)
@@ -118,7 +118,7 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> None:
     print(f"recovery / cold start:                  {recovery / cold:7.2f}x   (target <= 1.0x)")
     print(f"lost steps:                             {lost:7d}     (target <= {args.checkpoint_every})")
     print(f"mean step time:                         {step_s * 1000:7.1f} ms")
-    print(f"checkpoint stall (save + report):       {ckpt_s * 1000:7.1f} ms = {ckpt_s / step_s:.2f}x a step")
+    print(f"checkpoint stall (async save + report): {ckpt_s * 1000:7.1f} ms = {ckpt_s / step_s:.2f}x a step")
     print(f"checkpoint share of training time:      {m['checkpoint_share']:7.1%}   "
           f"(one checkpoint every {args.checkpoint_every} steps)")  # fmt: skip
     print(json.dumps(m))

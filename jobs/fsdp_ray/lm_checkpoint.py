@@ -1,51 +1,114 @@
-"""Sharded checkpoints with torch.distributed.checkpoint (DCP): one `__<rank>_0.distcp` per rank.
+"""Sharded checkpoints with torch.distributed.checkpoint (DCP), the resume check, and the final export.
 
-Every rank saves into its own local temp dir and reports it; Ray Train copies all of them into one
-`checkpoint_<timestamp>` dir under the run and registers it only after every rank's copy finished, so
-`ray.train.get_checkpoint()` never returns a half-written checkpoint. `validate` re-checks completeness
-on load as a second line of defence (e.g. a storage path edited by hand).
+A checkpoint directory holds DCP's `.metadata`, one `__<rank>_0.distcp` per rank (model and AdamW
+shards) and `train_state.json` (step, loss, LR schedule, data position, and the resume key: what a
+run must share with the checkpoint to load it). `validate` re-checks completeness on load as a second
+line of defence behind Ray Train, which only registers a checkpoint after every rank reported it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
 from torch.optim import Optimizer
 
 STATE_FILE = "train_state.json"
 DCP_METADATA = ".metadata"
+EXPORT_DIR = "hf_model"  # the consolidated Hugging Face checkpoint, next to Ray Train's checkpoints
+MODES = ("async", "sync")
 
 
 class CheckpointError(RuntimeError):
     pass
 
 
-def save(directory: str, model: nn.Module, optimizer: Optimizer, *, rank: int, state: dict[str, Any]) -> None:
-    """Collective: every rank must call it. `state` (step, loss, config) is written by rank 0 only."""
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=directory)
-    if rank == 0:
-        _write_json_atomic(Path(directory) / STATE_FILE, state)
+class ResumeMismatchError(CheckpointError):
+    """The checkpoint belongs to a different model or flags: retrying cannot help (train.py fails fast)."""
 
 
-def load(directory: str, model: nn.Module, optimizer: Optimizer, *, expected_model: dict) -> dict[str, Any]:
-    """Collective: restores model and optimizer shards in place and returns the saved train state."""
-    state = validate(directory)
-    if state["model"] != expected_model:
-        raise CheckpointError(
-            f"checkpoint {directory} was written for model {state['model']}, this run builds "
-            f"{expected_model}; use a new --run-name for a different model"
+class Saver:
+    """DCP saves, either blocking (`sync`) or `async_save` (stage to CPU, write in a background thread).
+
+    One save is in flight at a time: a new save first waits for the previous one, so staging memory
+    stays bounded; that wait counts in the stall this returns.
+    """
+
+    def __init__(self, mode: str, group: Any = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"checkpoint mode {mode!r}, expected one of {MODES}")
+        self.mode, self.group = mode, group  # group: a gloo process group for DCP's own collectives
+        self.pending: Future | None = None
+
+    def save(self, directory: str, model: nn.Module, optimizer: Optimizer) -> float:
+        """Collective. Returns the seconds the training loop was blocked."""
+        t0 = time.perf_counter()
+        self.wait()
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        if self.mode == "async":
+            self.pending = dcp.async_save(state, checkpoint_id=directory, process_group=self.group)
+        else:
+            dcp.save(state, checkpoint_id=directory, process_group=self.group)
+        return time.perf_counter() - t0
+
+    def wait(self) -> None:
+        """Blocks until the save in flight, if any, has written every file (re-raises its error)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+
+def write_state(directory: str, state: dict[str, Any]) -> None:
+    """Rank 0 only, after the DCP files are complete: its presence marks the checkpoint complete."""
+    path = Path(directory) / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def check_resume_key(saved: dict[str, Any], expected: dict[str, Any], directory: str) -> None:
+    """Raises ResumeMismatchError naming the first differences between a checkpoint's key and this run's."""
+    diffs = []
+    for key in sorted(set(saved) | set(expected)):
+        if key == "shapes":
+            a, b = saved.get(key, {}), expected.get(key, {})
+            names = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
+            diffs += [f"{n}: saved {a.get(n)}, now {b.get(n)}" for n in names[:3]]
+            if len(names) > 3:
+                diffs.append(f"... {len(names)} parameters differ")
+        elif saved.get(key) != expected.get(key):
+            diffs.append(f"{key}: saved {saved.get(key)!r}, now {expected.get(key)!r}")
+    if diffs:
+        raise ResumeMismatchError(
+            f"checkpoint {directory} does not match this run ({'; '.join(diffs)}); "
+            "use a new --run-name, or the flags the run was started with"
         )
+
+
+def load(
+    directory: str, model: nn.Module, optimizer: Optimizer, *, resume_key: dict, group: Any = None
+) -> dict[str, Any]:
+    """Collective: checks the resume key, restores model and optimizer shards, returns the train state."""
+    state = validate(directory)
+    check_resume_key(state["resume_key"], resume_key, directory)
     # get_state_dict gives the sharded (DTensor) layout to load into; DCP reshards if world size changed.
     model_sd, optim_sd = get_state_dict(model, optimizer)
     loaded = {"model": model_sd, "optim": optim_sd}
-    dcp.load(loaded, checkpoint_id=directory)
+    dcp.load(loaded, checkpoint_id=directory, process_group=group)
     set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"])
     return state
 
@@ -66,7 +129,21 @@ def validate(directory: str) -> dict[str, Any]:
     return state
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
+def export_hf(model: nn.Module, *, architecture: str, tokenizer: str | None, rank: int, write: Any) -> None:
+    """Collective: gathers the full weights to rank 0's CPU, which saves a Hugging Face model directory.
+
+    safetensors weights, config.json (with the unwrapped class name: FSDP2 renames the class) and the
+    tokenizer, written to a local temp dir and handed to `write(local_dir)`, which stores it.
+    """
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank != 0:
+        return
+    with tempfile.TemporaryDirectory(prefix="hf-export-") as out:
+        model.save_pretrained(out, state_dict=full, safe_serialization=True)
+        model.config.architectures = [architecture]
+        model.config.save_pretrained(out)
+        if tokenizer:
+            from transformers import AutoTokenizer  # noqa: PLC0415
+
+            AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+        write(out)

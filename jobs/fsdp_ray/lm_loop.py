@@ -1,27 +1,47 @@
-"""The per-worker training loop that Ray Train runs on every rank of each worker-group attempt."""
+"""The per-worker training loop: Ray Train runs it on every rank of each worker-group attempt.
+
+The same loop also runs under plain `torchrun` (`train.py --launcher torchrun`, synthetic data, no
+checkpoints): `bench/overhead.py` compares the two, so the loop talks to its launcher only through a
+`Runtime` (rank, device, restore, datasets, checkpoint reporting, export).
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import math
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lm_checkpoint
+import lm_data
+import lm_model
 import ray
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
-from lm_data import BatchSource, SyntheticBatches, TokenBlockBatches
-from lm_model import ModelConfig, TinyLM, lm_loss
+from lm_hooks import Progress
 from torch import nn
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+# Dense bf16 tensor-core peak per GPU, FLOP/s, from NVIDIA's data sheets (which print the 2:4
+# sparsity figure; dense is half of it): A100 312 T, H100 SXM / H200 989 T, H100 PCIe 756 T,
+# L40S 362 T, L4 121 T, A10 125 T, B200 2250 T. The first name found in the device name wins.
+GPU_PEAK_FLOPS = (
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
+    ("B200", 2250e12),
+)
+NCCL_ENV = ("NCCL_NET", "NCCL_NET_PLUGIN", "FI_PROVIDER", "FI_EFA_USE_DEVICE_RDMA", "NCCL_SOCKET_IFNAME")
 
 
 @ray.remote(num_cpus=0)
@@ -44,58 +64,111 @@ class AttemptLog:
 
 @dataclass(frozen=True)
 class LoopConfig:
-    model: dict[str, int]
+    model: lm_model.ModelSpec
+    data: lm_data.DataSpec
     max_steps: int
     checkpoint_every: int
-    batch_size: int
+    eval_every: int
+    eval_batches: int  # synthetic validation batches per rank (Ray Data: the validation set's size)
+    batch_size: int  # sequences per worker per step
     seq_len: int
     lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    max_grad_norm: float  # 0 disables clipping
     seed: int
     use_gpu: bool
-    attempt_log: Any  # ActorHandle of AttemptLog
-    tokens_ref: Any = None  # ObjectRef of the HF token stream, or None for synthetic data
-    progress_dir: str | None = None  # tests and bench only: per-rank progress files
+    checkpoint_mode: str  # "async" or "sync"
+    log_every_s: float
+    export: bool  # consolidated Hugging Face model at the end
+    attempt_log: Any = None  # ActorHandle of AttemptLog (Ray only)
+    progress_dir: str | None = None  # tests and bench only (lm_hooks)
+
+    def resume_key(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
+        """The model fingerprint plus the flags a checkpoint's data position and weights depend on."""
+        d = self.data
+        data = [d.source, d.config_name, d.train_split, d.text_field, d.label_field, d.tokenizer]
+        return {**fingerprint, "seq_len": self.seq_len, "data": data, "optimizer": "AdamW"}
+
+
+@dataclass
+class Runtime:
+    """What the loop needs from its launcher; see ray_runtime and torchrun_runtime."""
+
+    rank: int
+    world: int
+    device: torch.device
+    restore_dir: Callable[[], contextlib.AbstractContextManager[str | None]]
+    dataset: Callable[[str], Any]  # shard by name, or None
+    save: Callable[..., float] | None  # checkpoint and report; None: no checkpoints (torchrun)
+    export_to: Callable[[str], None] | None
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
-    cfg = LoopConfig(**config)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    model = build_model(ModelConfig(**cfg.model), cfg.seed, device, cfg.use_gpu)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    start_step, loss = restore(model, optimizer, cfg)
-    if rank == 0:
-        ray.get(cfg.attempt_log.record.remote(start_step))
-    progress = Progress(cfg.progress_dir, rank, start_step)
-    batches = make_batches(cfg)
-    for step in range(start_step, cfg.max_steps):
+    """Ray Train's entry point: the config crosses as one typed LoopConfig."""
+    return train(config["loop"], ray_runtime(config["loop"]))
+
+
+def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
+    # A separate gloo group for DCP: async saves run collectives from a background thread, which
+    # must not interleave with the training group's, and async_save needs a CPU backend under NCCL.
+    ckpt_group = dist.new_group(backend="gloo")
+    base = lm_model.create(cfg.model, cfg.seed)
+    architecture = type(base).__name__
+    resume_key = cfg.resume_key(lm_model.fingerprint(base, cfg.model.task))
+    flops_token = lm_model.flops_per_token(base, cfg.seq_len)
+    model = lm_model.shard(
+        base, use_gpu=cfg.use_gpu, activation_checkpointing=cfg.model.activation_checkpointing
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    state = restore(
+        rt, model=model, optimizer=optimizer, scheduler=scheduler, resume_key=resume_key, group=ckpt_group
+    )
+    start, loss = state["step"], state["loss"]
+    if rt.rank == 0:
+        log_startup(cfg, rt, architecture, model, flops_token)
+        if cfg.attempt_log is not None:
+            ray.get(cfg.attempt_log.record.remote(start))
+    progress = Progress(cfg.progress_dir, rt.rank, start)
+    batches = BatchIterator(cfg, rt, start, state.get("data"))
+    meter = Meter(cfg, rt, flops_token, start)
+    saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group)
+    for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
-        loss = train_step(model, optimizer, batches.batch(step, rank, world).to(device), world)
-        step_time = time.perf_counter() - t0
-        done = step + 1
-        metrics = {
-            "step": done,
-            "start_step": start_step,
-            "loss": loss,
-            "step_time_s": step_time,
-            "tokens_per_s": cfg.batch_size * cfg.seq_len * world / step_time,
-        }
-        t1 = time.perf_counter()
-        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
-            save_and_report(
-                model=model, optimizer=optimizer, cfg=cfg, rank=rank, world=world, metrics=metrics
-            )
-            progress.update(done, step_time, checkpoint_s=time.perf_counter() - t1, checkpoint_step=done)
-        else:
-            ray.train.report(metrics)
-            progress.update(done, step_time)
-        if rank == 0:
-            log(
-                f"step {done}/{cfg.max_steps} loss={loss:.4f} tokens/s={metrics['tokens_per_s']:.0f} "
-                f"step_time={step_time * 1000:.1f}ms"
-            )
-    return {"final_loss": loss, "steps_completed": max(start_step, cfg.max_steps)}
+        loss, grad_norm = train_step(model, optimizer, scheduler, next(batches), cfg.max_grad_norm)
+        step_time, done = time.perf_counter() - t0, step + 1
+        metrics = {"step": done, "start_step": start, "loss": loss, "lr": scheduler.get_last_lr()[0]}
+        metrics["grad_norm"] = grad_norm
+        if cfg.eval_every and done % cfg.eval_every == 0:
+            metrics.update(evaluate(model, cfg, rt))
+        stall = None
+        if rt.save and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
+            train_state = {"step": done, "loss": loss, "world_size": rt.world, "resume_key": resume_key,
+                           "scheduler": scheduler.state_dict(), "data": batches.position()}  # fmt: skip
+            stall = rt.save(saver, model, optimizer, train_state, metrics)
+            meter.checkpoint(done, stall)
+        progress.update(done, step_time, stall_s=stall)
+        meter.step(done, loss, metrics)
+    saver.wait()
+    if cfg.export and rt.export_to is not None:
+        lm_checkpoint.export_hf(model, architecture=architecture, tokenizer=cfg.data.tokenizer, rank=rt.rank,
+                                write=rt.export_to)  # fmt: skip
+    return {"final_loss": loss, "steps_completed": max(start, cfg.max_steps)}
+
+
+def lr_lambda(cfg: LoopConfig) -> Callable[[int], float]:
+    """Linear warm-up to --lr over --warmup-steps, then cosine decay to min_lr_ratio * lr at max_steps."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        span = max(1, cfg.max_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def log(line: str) -> None:
@@ -104,110 +177,280 @@ def log(line: str) -> None:
     sys.stdout.flush()
 
 
-def build_model(cfg: ModelConfig, seed: int, device: torch.device, use_gpu: bool) -> nn.Module:
-    """Same seed on every rank gives identical full weights, which fully_shard then slices per rank."""
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = TinyLM(cfg)
-    # bf16 compute with fp32 gradient reduction on GPU; CPU stays fp32 (bf16 matmuls are slow on CPU).
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if use_gpu else None
-    kwargs = {"mp_policy": mp} if mp else {}
-    for block in model.blocks:
-        fully_shard(block, **kwargs)
-    fully_shard(model, **kwargs)
-    return model
-
-
-def restore(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: LoopConfig) -> tuple[int, float]:
-    """Resumes from Ray Train's latest registered checkpoint, if any: (start step, loss at that step)."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0, float("nan")
-    with checkpoint.as_directory() as directory:
-        state = lm_checkpoint.load(directory, model, optimizer, expected_model=cfg.model)
-    return int(state["step"]), float(state["loss"])
-
-
-def make_batches(cfg: LoopConfig) -> BatchSource:
-    if cfg.tokens_ref is None:
-        return SyntheticBatches(cfg.batch_size, cfg.seq_len, cfg.model["vocab_size"], cfg.seed)
-    return TokenBlockBatches(ray.get(cfg.tokens_ref), cfg.batch_size, cfg.seq_len, cfg.seed)
-
-
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, rows: torch.Tensor, world: int) -> float:
-    """One optimizer step; returns the loss averaged over ranks (gloo has no AVG, so SUM / world)."""
-    loss = lm_loss(model(rows[:, :-1]), rows[:, 1:])
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    total = loss.detach().clone()
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.item() / world
-
-
-def save_and_report(
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    cfg: LoopConfig,
-    rank: int,
-    world: int,
-    metrics: dict[str, Any],
+def log_startup(
+    cfg: LoopConfig, rt: Runtime, architecture: str, model: nn.Module, flops_token: float
 ) -> None:
-    """Saves this rank's shard to a local temp dir; ray.train.report copies it into the run's storage."""
-    directory = tempfile.mkdtemp(prefix="fsdp-lm-ckpt-")
-    try:
-        state = {"step": metrics["step"], "loss": metrics["loss"], "world_size": world, "model": cfg.model}
-        lm_checkpoint.save(directory, model, optimizer, rank=rank, state=state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    params = sum(p.numel() for p in model.parameters())  # DTensor numel is the global size
+    log(
+        f"model {architecture} ({params / 1e6:.1f}M parameters, {flops_token / 1e6:.1f} MFLOP/token), "
+        f"{rt.world} ranks on {rt.device.type}, checkpoints {cfg.checkpoint_mode}"
+    )
+    if cfg.use_gpu:
+        log(nccl_line(dict(os.environ), torch.cuda.nccl.version()))
 
 
-class Progress:
-    """Test and bench hook: one JSON file per rank and process, rewritten atomically after each step."""
+def nccl_line(env: dict[str, str], version: tuple[int, ...]) -> str:
+    """Best effort: which network NCCL will use, from its settings (NCCL itself only says so with
+    NCCL_DEBUG=INFO, as "NET/OFI Selected provider is efa" or "NET/Socket")."""
+    settings = " ".join(f"{k}={env[k]}" for k in NCCL_ENV if k in env) or "no NCCL/libfabric settings"
+    guess = "EFA via aws-ofi-nccl" if env.get("FI_PROVIDER") == "efa" else "NCCL's choice (socket or IB)"
+    return f"NCCL {'.'.join(map(str, version))}: {settings}; expected transport: {guess}"
 
-    def __init__(self, directory: str | None, rank: int, start_step: int) -> None:
-        self.path = Path(directory) / f"rank{rank}-pid{os.getpid()}.json" if directory else None
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        self.data: dict[str, Any] = {
-            "rank": rank,
-            "pid": os.getpid(),
-            "start_step": start_step,
-            "step": start_step,
-            "checkpoint_step": None,
-            "started_at": now,
-            "first_step_at": None,
-            "updated_at": now,
-            "step_times_s": [],
-            "checkpoint_times_s": [],
-        }
-        self._write()
 
-    def update(
-        self,
-        step: int,
-        step_time: float,
-        *,
-        checkpoint_s: float | None = None,
-        checkpoint_step: int | None = None,
-    ) -> None:
-        if self.path is None:
+def restore(
+    rt: Runtime, *, model: nn.Module, optimizer: Any, scheduler: Any, resume_key: dict, group: Any
+) -> dict[str, Any]:
+    """Resumes from the launcher's latest checkpoint, if any; ResumeMismatchError on a mismatch."""
+    with rt.restore_dir() as directory:
+        if directory is None:
+            return {"step": 0, "loss": float("nan")}
+        state = lm_checkpoint.load(directory, model, optimizer, resume_key=resume_key, group=group)
+    scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+class BatchIterator:
+    """Training batches from the synthetic source or the Ray Data shard, with a resumable position."""
+
+    def __init__(self, cfg: LoopConfig, rt: Runtime, start: int, saved: dict[str, int] | None) -> None:
+        self.rt, self.step = rt, start
+        shard = rt.dataset("train")
+        if shard is None:
+            self.synthetic = lm_data.SyntheticBatches(
+                cfg.batch_size, cfg.seq_len, cfg.model.vocab_size, cfg.seed
+            )
+            self.stream = None
+        else:
+            # The saved position counts samples, so a resume with another --num-workers skips the same data.
+            epoch, samples = (saved["epoch"], saved["samples"]) if saved else (0, 0)
+            self.per_step = cfg.batch_size * rt.world
+            self.stream = lm_data.ShardStream(
+                shard, cfg.batch_size, rt.device, epoch, samples // self.per_step
+            )
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        self.step += 1
+        if self.stream is None:
+            return {
+                k: v.to(self.rt.device) for k, v in self.synthetic.batch(self.step - 1, self.rt.rank).items()
+            }
+        return self.stream.next()
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self
+
+    def position(self) -> dict[str, int] | None:
+        if self.stream is None:
+            return None  # synthetic batches are a function of the step
+        return {"epoch": self.stream.epoch, "samples": self.stream.index * self.per_step}
+
+
+def forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+    """Causal LM: labels are the inputs (the model shifts them); classification: the batch's labels."""
+    labels = batch.get("labels", batch["input_ids"])
+    return model(**{k: v for k, v in batch.items() if k != "labels"}, labels=labels)
+
+
+def train_step(
+    model: nn.Module, optimizer: Any, scheduler: Any, batch: dict, max_grad_norm: float
+) -> tuple[float, float]:
+    """One optimizer step; returns the loss averaged over ranks (gloo has no AVG) and the grad norm."""
+    loss = forward_loss(model, batch).loss
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm or float("inf"))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    total = loss.detach().float().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+    return total.item() / dist.get_world_size(), float(norm)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, cfg: LoopConfig, rt: Runtime) -> dict[str, float]:
+    """Mean validation loss over all ranks' samples, and accuracy for classification."""
+    shard = rt.dataset("validation")
+    if shard is None and cfg.data.source != lm_data.SYNTHETIC:
+        return {}
+    if shard is None:
+        source = lm_data.SyntheticBatches(cfg.batch_size, cfg.seq_len, cfg.model.vocab_size, cfg.seed + 1)
+        batches: Any = (source.batch(i, rt.rank) for i in range(cfg.eval_batches))
+    else:
+        batches = lm_data.eval_batches(shard, cfg.batch_size, rt.device)
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=rt.device)  # loss * n, n, correct
+    for host_batch in batches:
+        batch = {k: v.to(rt.device) for k, v in host_batch.items()}
+        out = forward_loss(model, batch)
+        n = batch["input_ids"].shape[0]
+        sums[0] += out.loss.double() * n
+        sums[1] += n
+        if "labels" in batch:
+            sums[2] += (out.logits.argmax(-1) == batch["labels"]).sum()
+    model.train()
+    dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    result = {"eval_loss": float(sums[0] / sums[1]) if sums[1] else float("nan")}
+    if cfg.model.task == lm_model.CLASSIFICATION:
+        result["eval_accuracy"] = float(sums[2] / sums[1]) if sums[1] else float("nan")
+    return result
+
+
+class Meter:
+    """Honest throughput: wall-clock rates over each logging interval, every wait included."""
+
+    def __init__(self, cfg: LoopConfig, rt: Runtime, flops_token: float, start: int) -> None:
+        self.cfg, self.rt, self.flops_token = cfg, rt, flops_token
+        self.mark = (start, time.perf_counter())
+        self.peak = gpu_peak_flops(torch.cuda.get_device_name()) if cfg.use_gpu else None
+
+    def step(self, done: int, loss: float, metrics: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        steps, elapsed = done - self.mark[0], now - self.mark[1]
+        evaluated = "eval_loss" in metrics
+        if self.rt.rank != 0 or not (
+            evaluated or elapsed >= self.cfg.log_every_s or done == self.cfg.max_steps
+        ):
             return
-        now = time.time()
-        self.data["first_step_at"] = self.data["first_step_at"] or now
-        self.data.update(step=step, updated_at=now)
-        self.data["step_times_s"].append(step_time)
-        if checkpoint_s is not None:
-            self.data["checkpoint_times_s"].append(checkpoint_s)
-            self.data["checkpoint_step"] = checkpoint_step
-        self._write()
+        samples_s = steps * self.cfg.batch_size * self.rt.world / elapsed
+        line = (
+            f"step {done}/{self.cfg.max_steps} loss={loss:.4f} lr={metrics['lr']:.2e} "
+            f"grad_norm={metrics['grad_norm']:.3f} samples/s={samples_s:.1f} "
+            f"tokens/s={samples_s * self.cfg.seq_len:.0f}"
+        )
+        if self.peak:
+            mfu = samples_s * self.cfg.seq_len * self.flops_token / (self.peak * self.rt.world)
+            line += f" mfu={mfu:.1%}"
+        for key in ("eval_loss", "eval_accuracy"):
+            if key in metrics:
+                line += f" {key}={metrics[key]:.4f}"
+        log(line)
+        self.mark = (done, now)
 
-    def _write(self) -> None:
-        if self.path is None:
+    def checkpoint(self, done: int, stall: float) -> None:
+        if self.rt.rank == 0:
+            log(
+                f"checkpoint step {done}: training stalled {stall * 1000:.1f} ms ({self.cfg.checkpoint_mode})"
+            )
+
+
+def gpu_peak_flops(device_name: str) -> float | None:
+    return next((peak for name, peak in GPU_PEAK_FLOPS if name in device_name), None)
+
+
+# --- launchers ----------------------------------------------------------------------------------
+
+
+def ray_runtime(cfg: LoopConfig) -> Runtime:
+    import ray.train  # noqa: PLC0415
+    import ray.train.torch  # noqa: PLC0415
+
+    ctx = ray.train.get_context()
+    storage = ctx.get_storage()
+
+    @contextlib.contextmanager
+    def restore_dir() -> Iterator[str | None]:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        with checkpoint.as_directory() as directory:
+            yield directory
+
+    def dataset(name: str) -> Any:
+        try:
+            return ray.train.get_dataset_shard(name)
+        except KeyError:  # no such dataset: synthetic data, or no validation split
+            return None
+
+    def save(saver: Any, model: nn.Module, optimizer: Any, state: dict, metrics: dict) -> float:
+        return report_checkpoint(
+            saver, model, optimizer, state=state, metrics=metrics, rank=ctx.get_world_rank(), storage=storage
+        )
+
+    def export_to(local_dir: str) -> None:
+        copy_to_storage(local_dir, storage, lm_checkpoint.EXPORT_DIR)
+        log(f"exported Hugging Face model to {storage.experiment_fs_path}/{lm_checkpoint.EXPORT_DIR}")
+
+    return Runtime(
+        rank=ctx.get_world_rank(),
+        world=ctx.get_world_size(),
+        device=ray.train.torch.get_device(),
+        restore_dir=restore_dir,
+        dataset=dataset,
+        save=save,
+        export_to=export_to,
+    )
+
+
+def report_checkpoint(
+    saver: Any, model: nn.Module, optimizer: Any, *, state: dict, metrics: dict, rank: int, storage: Any
+) -> float:
+    """Saves with DCP and reports the checkpoint to Ray Train once its files are complete.
+
+    On a local or mounted storage path (FSx) DCP writes straight into the run's directory, so the
+    data crosses to storage once; elsewhere (s3://) it writes a local temp dir that is copied after.
+    With async saves, Ray Train's ASYNC upload mode runs `upload` in its background thread: it waits
+    for DCP's writes, then rank 0 writes train_state.json, and only then is the checkpoint reported.
+    """
+    import pyarrow.fs  # noqa: PLC0415
+    import ray.train  # noqa: PLC0415
+    from ray.train import CheckpointUploadMode  # noqa: PLC0415
+
+    name = f"checkpoint_{state['step']:08d}"
+    direct = isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem)
+    target = os.path.join(storage.experiment_fs_path, name) if direct else tempfile.mkdtemp(prefix="ckpt-")
+    stall = saver.save(target, model, optimizer)
+    written: Future | None = saver.pending
+
+    def upload(checkpoint: Any, dir_name: str) -> Any:
+        if written is not None:
+            written.result()
+        if rank == 0:
+            lm_checkpoint.write_state(target, state)
+        if direct:
+            return ray.train.Checkpoint(os.path.join(storage.experiment_fs_path, dir_name))
+        copy_to_storage(target, storage, dir_name)
+        shutil.rmtree(target, ignore_errors=True)
+        return ray.train.Checkpoint(
+            f"{storage.experiment_fs_path}/{dir_name}", filesystem=storage.storage_filesystem
+        )
+
+    mode = CheckpointUploadMode.ASYNC if saver.mode == "async" else CheckpointUploadMode.SYNC
+    t0 = time.perf_counter()
+    ray.train.report(
+        metrics,
+        checkpoint=ray.train.Checkpoint.from_directory(target),
+        checkpoint_dir_name=name,
+        checkpoint_upload_mode=mode,
+        delete_local_checkpoint_after_upload=False,
+        checkpoint_upload_fn=upload,
+    )
+    return stall + time.perf_counter() - t0
+
+
+def copy_to_storage(local_dir: str, storage: Any, name: str) -> None:
+    import pyarrow.fs  # noqa: PLC0415
+
+    dest = f"{storage.experiment_fs_path}/{name}"
+    storage.storage_filesystem.create_dir(dest)
+    pyarrow.fs.copy_files(local_dir, dest, destination_filesystem=storage.storage_filesystem)
+
+
+def torchrun_runtime(use_gpu: bool) -> Runtime:
+    """Plain torch.distributed from torchrun's environment: no checkpoints, synthetic data only."""
+    backend = "nccl" if use_gpu else "gloo"
+    dist.init_process_group(backend)
+    device = torch.device("cpu")
+    if backend == "nccl":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return Runtime(
+        rank=dist.get_rank(),
+        world=dist.get_world_size(),
+        device=device,
+        restore_dir=lambda: contextlib.nullcontext(None),
+        dataset=lambda name: None,
+        save=None,
+        export_to=None,
+    )

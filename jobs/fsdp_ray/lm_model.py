@@ -1,87 +1,135 @@
-"""A small decoder-only transformer LM, shaped so FSDP2 can shard it block by block."""
+"""Hugging Face models for the job: built from a Hub id, a local directory, or a small built-in config.
+
+FSDP2 shards each transformer layer of the model as one unit, then the root (embeddings, final norm,
+head). Layers are found from the model's own `_no_split_modules` (the classes Hugging Face itself never
+splits across devices: `LlamaDecoderLayer`, `Qwen2DecoderLayer`, `MistralDecoderLayer`, `GPT2Block`,
+`BertLayer`, ...) when they sit in a `ModuleList`, else from the longest `ModuleList` of one class.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+CAUSAL_LM = "causal-lm"
+CLASSIFICATION = "classification"
+TASKS = (CAUSAL_LM, CLASSIFICATION)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_heads: int
-    max_seq_len: int
+class ModelSpec:
+    """What to build. `source` None means the built-in Llama-shaped model from the shape fields below."""
 
-    def to_dict(self) -> dict[str, int]:
+    source: str | None
+    task: str = CAUSAL_LM
+    pretrained: bool = True  # real weights from `source`; False: its config only, random init (tests)
+    num_labels: int = 2
+    activation_checkpointing: bool = False
+    # Built-in model only (source None): a small Llama, so the default run needs no download.
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    max_seq_len: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+def hf_config(spec: ModelSpec) -> Any:
+    """The model's transformers config (downloads only config.json for a Hub id)."""
+    from transformers import AutoConfig, LlamaConfig  # noqa: PLC0415 - keeps unit imports light
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: the unit that fully_shard wraps."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(cfg.d_model, 4 * cfg.d_model),
-            nn.GELU(),
-            nn.Linear(4 * cfg.d_model, cfg.d_model),
+    if spec.source is None:
+        return LlamaConfig(
+            vocab_size=spec.vocab_size,
+            hidden_size=spec.hidden_size,
+            intermediate_size=4 * spec.hidden_size,
+            num_hidden_layers=spec.n_layers,
+            num_attention_heads=spec.n_heads,
+            num_key_value_heads=spec.n_heads,
+            max_position_embeddings=spec.max_seq_len,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=None,
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+    extra = {"num_labels": spec.num_labels} if spec.task == CLASSIFICATION else {}
+    return AutoConfig.from_pretrained(spec.source, **extra)
 
 
-class TinyLM(nn.Module):
-    """Embedding and head are untied: tied weights across FSDP units need extra care for no gain here."""
+def create(spec: ModelSpec, seed: int) -> nn.Module:
+    """The full, unsharded model on CPU; the same seed on every rank gives the same random init."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: PLC0415
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.apply(_init_weights)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.tok_emb(tokens) + self.pos_emb(positions)
-        for block in self.blocks:
-            x = block(x)
-        return self.lm_head(self.ln_f(x))
+    auto = AutoModelForCausalLM if spec.task == CAUSAL_LM else AutoModelForSequenceClassification
+    torch.manual_seed(seed)
+    config = hf_config(spec)
+    if spec.source is not None and spec.pretrained:
+        model = auto.from_pretrained(spec.source, config=config, dtype=torch.float32)
+    else:
+        model = auto.from_config(config, dtype=torch.float32)
+    if spec.task == CLASSIFICATION and model.config.pad_token_id is None:
+        model.config.pad_token_id = 0  # sequence classification finds the last token through the pad id
+    return model
 
 
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear | nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
+def transformer_layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated layers to shard one by one (see the module docstring for how they are found)."""
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    named = [layer for ml in lists for layer in ml if type(layer).__name__ in names]
+    if named:
+        return named
+    uniform = [ml for ml in lists if len({type(layer) for layer in ml}) == 1]
+    if not uniform:
+        raise ValueError(f"{type(model).__name__}: no transformer layers found to shard")
+    return list(max(uniform, key=len))
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Next-token cross entropy, computed in fp32 so bf16 logits on GPU do not lose precision."""
-    return functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+def shard(model: nn.Module, *, use_gpu: bool, activation_checkpointing: bool) -> nn.Module:
+    """Applies activation checkpointing, then FSDP2 per layer and at the root.
+
+    bf16 compute with fp32 gradient reduction on GPU; CPU stays fp32 (bf16 matmuls are slow on CPU).
+    """
+    if activation_checkpointing:
+        # Non-reentrant checkpointing is the variant that composes with FSDP2.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # fully_shard moves each unit to the mesh's device (the rank's GPU) as it shards it, so the full
+    # model never sits on one GPU at once; on CPU everything stays in host memory.
+    kwargs: dict[str, Any] = {}
+    if use_gpu:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for layer in transformer_layers(model):
+        fully_shard(layer, **kwargs)
+    fully_shard(model, **kwargs)
+    return model
+
+
+def fingerprint(model: nn.Module, task: str) -> dict[str, Any]:
+    """What a checkpoint must share with the run that loads it: architecture, task, every parameter shape.
+
+    Taken before sharding, so it does not depend on the world size (DCP reshards across world sizes).
+    """
+    return {
+        "architecture": type(model).__name__,
+        "task": task,
+        "shapes": {name: list(p.shape) for name, p in model.named_parameters()},
+    }
+
+
+def flops_per_token(model: nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token: 6 per non-embedding parameter plus attention's 12 * layers * width * seq.
+
+    The approximation of the PaLM paper (Chowdhery et al. 2022, appendix B), as used for MFU there.
+    """
+    embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
+    params = sum(p.numel() for p in model.parameters()) - embedding
+    config = model.config
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 0)
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+    return 6.0 * params + 12.0 * layers * width * seq_len

@@ -1,6 +1,7 @@
-"""Train a small decoder-only LM with FSDP2 under Ray Train; resumes by run name.
+"""Train or fine-tune a Hugging Face model with FSDP2 under Ray Train; resumes by run name.
 
-Run locally (starts a local Ray):  python3 train.py --cpu --storage-path "$PWD/.ray_results" --run-name demo
+Locally (starts a local Ray):
+    python3 train.py --gpus-per-worker 0 --storage-path "$PWD/.ray_results" --run-name demo
 On a cluster:  ray job submit --working-dir jobs/fsdp_ray -- python3 train.py --storage-path /fsx/ray_results
 Prints exactly one JSON summary line on stdout at the end (see README.md).
 """
@@ -11,175 +12,310 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
-from dataclasses import fields
 from typing import Any
 
-import ray
-import ray.train
-from lm_data import load_hf_tokens
-from lm_loop import AttemptLog, LoopConfig, train_loop_per_worker
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+import lm_checkpoint
+import lm_data
+import lm_hooks
+import lm_model
+from lm_loop import AttemptLog, LoopConfig, torchrun_runtime, train, train_loop_per_worker
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def ratio(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--storage-path",
-        default="/fsx/ray_results",
-        help="shared checkpoint root (local paths are made absolute)",
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--storage-path", default="/fsx/ray_results", help="checkpoint root (local paths made absolute)"
     )
-    p.add_argument(
-        "--run-name",
-        default=None,
-        help="run to start or resume (default: a new timestamped name, i.e. a fresh run)",
+    run.add_argument(
+        "--run-name", help="run to start or resume (default: a new timestamped name, i.e. a fresh run)"
     )
-    p.add_argument("--num-workers", type=int, default=2)
-    p.add_argument("--cpu", action="store_true", help="force CPU workers (gloo) even if GPUs exist")
-    p.add_argument("--max-steps", type=int, default=200, help="total optimizer steps of the run")
-    p.add_argument("--checkpoint-every", type=int, default=20)
-    p.add_argument("--max-failures", type=int, default=-1, help="worker-group restarts; -1 retries forever")
-    p.add_argument("--num-to-keep", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per worker per step")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--n-layers", type=int, default=4)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--vocab-size", type=int, default=4096, help="synthetic data only (HF: tokenizer's)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    hf = p.add_argument_group("Hugging Face data (optional; both --hf-dataset and --hf-tokenizer)")
-    hf.add_argument("--hf-dataset", help="dataset name or builder, e.g. wikitext or text")
-    hf.add_argument("--hf-tokenizer", help="tokenizer name or local path")
-    hf.add_argument("--hf-config", help="dataset config name, e.g. wikitext-2-raw-v1")
-    hf.add_argument("--hf-data-files", nargs="+", help="data files for builders such as text or json")
-    hf.add_argument("--hf-split", default="train")
-    hf.add_argument("--hf-text-field", default="text")
-    # Tests and bench only: per-rank progress files (pid, step, timings) in this directory.
+    run.add_argument(
+        "--num-workers", type=positive_int, default=2, help="ranks; one GPU each with --gpus-per-worker 1"
+    )
+    run.add_argument(
+        "--gpus-per-worker",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1: NCCL on one GPU per worker; 0: CPU workers (gloo). Never taken from the cluster",
+    )
+    run.add_argument("--max-steps", type=positive_int, default=200, help="total optimizer steps of the run")
+    run.add_argument("--checkpoint-every", type=positive_int, default=20)
+    run.add_argument(
+        "--checkpoint-mode",
+        choices=lm_checkpoint.MODES,
+        default="async",
+        help="async: DCP async_save (training pauses only to stage to CPU); sync: blocking save",
+    )
+    run.add_argument("--num-to-keep", type=positive_int, default=2)
+    run.add_argument("--max-failures", type=int, default=-1, help="worker-group restarts; -1 retries forever")
+    run.add_argument(
+        "--no-export",
+        dest="export",
+        action="store_false",
+        help="skip the consolidated Hugging Face model (safetensors) written at the end",
+    )
+    run.add_argument("--log-every-s", type=positive_float, default=10.0, help="interval of the progress line")
+    run.add_argument("--seed", type=int, default=0)
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--model", help="Hub id or local directory (default: a small built-in Llama, random init)"
+    )
+    model.add_argument(
+        "--init",
+        choices=("pretrained", "random"),
+        default="pretrained",
+        help="random: --model's config only, new weights (tests, smoke runs)",
+    )
+    model.add_argument("--task", choices=lm_model.TASKS, default=lm_model.CAUSAL_LM)
+    model.add_argument("--num-labels", type=positive_int, default=2, help="classification only")
+    model.add_argument("--activation-checkpointing", action="store_true")
+    model.add_argument("--d-model", type=positive_int, default=256, help="built-in model only")
+    model.add_argument("--n-layers", type=positive_int, default=4, help="built-in model only")
+    model.add_argument("--n-heads", type=positive_int, default=4, help="built-in model only")
+    model.add_argument("--vocab-size", type=positive_int, default=4096, help="built-in model only")
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        default=lm_data.SYNTHETIC,
+        help="synthetic; a Hub dataset; a save_to_disk directory; or JSONL/Parquet files",
+    )
+    data.add_argument("--dataset-config", help="Hub dataset config, e.g. cola for nyu-mll/glue")
+    data.add_argument("--train-split", default="train")
+    data.add_argument("--eval-split", help="Hugging Face datasets: the split to evaluate on, e.g. validation")
+    data.add_argument(
+        "--eval-data", help="JSONL/Parquet datasets: a separate file or directory to evaluate on"
+    )
+    data.add_argument("--text-field", default="text")
+    data.add_argument("--label-field", default="label")
+    data.add_argument("--tokenizer", help="Hub id or directory (default: --model's)")
+    data.add_argument("--batch-size", type=positive_int, default=8, help="sequences per worker per step")
+    data.add_argument("--seq-len", type=positive_int, default=128)
+    data.add_argument(
+        "--eval-every", type=non_negative_int, default=50, help="steps between evaluations; 0: none"
+    )
+    data.add_argument("--eval-batches", type=positive_int, default=8, help="validation batches per worker")
+    opt = p.add_argument_group("optimizer")
+    opt.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    opt.add_argument("--warmup-steps", type=non_negative_int, default=10)
+    opt.add_argument("--min-lr-ratio", type=ratio, default=0.1, help="cosine floor, as a share of --lr")
+    opt.add_argument("--weight-decay", type=float, default=0.0)
+    opt.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping; 0 disables it")
+    # Hidden: tests and bench only. Progress files (lm_hooks); the torchrun launcher (bench/overhead.py).
     p.add_argument("--progress-dir", help=argparse.SUPPRESS)
-    return p
+    p.add_argument("--launcher", choices=("ray", "torchrun"), default="ray", help=argparse.SUPPRESS)
+    return p  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in (
-        "num_workers",
-        "max_steps",
-        "checkpoint_every",
-        "num_to_keep",
-        "batch_size",
-        "seq_len",
-        "d_model",
-        "n_layers",
-        "n_heads",
-        "vocab_size",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_failures < -1:
         parser.error(f"--max-failures must be -1 (forever) or >= 0, got {args.max_failures}")
-    if args.d_model % args.n_heads:
+    if args.model is None and args.d_model % args.n_heads:
         parser.error(f"--d-model ({args.d_model}) must be divisible by --n-heads ({args.n_heads})")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
-    if bool(args.hf_dataset) != bool(args.hf_tokenizer):
-        parser.error("--hf-dataset and --hf-tokenizer go together")
+    synthetic = args.dataset == lm_data.SYNTHETIC
+    if args.task == lm_model.CLASSIFICATION and (synthetic or args.model is None):
+        parser.error("--task classification needs --model and a --dataset with labels")
+    if not synthetic and not (args.model or args.tokenizer):
+        parser.error(f"--dataset {args.dataset} needs a tokenizer: pass --model or --tokenizer")
+    if args.eval_split and args.eval_data:
+        parser.error("--eval-split (Hugging Face datasets) and --eval-data (files) exclude each other")
+    if args.launcher == "torchrun" and not synthetic:
+        parser.error("--launcher torchrun runs synthetic data only (it is the overhead benchmark's baseline)")
     if "://" not in args.storage_path:
         args.storage_path = os.path.abspath(os.path.expanduser(args.storage_path))
     args.run_name = args.run_name or time.strftime("fsdp-lm-%Y%m%d-%H%M%S")
     return args
 
 
-def use_gpu(args: argparse.Namespace) -> bool:
-    return not args.cpu and ray.cluster_resources().get("GPU", 0) >= 1
-
-
-def load_tokens(args: argparse.Namespace) -> tuple[Any, int]:
-    """Tokenizes the HF dataset once here and shares it through the object store: (ref or None, vocab)."""
-    if not args.hf_dataset:
-        return None, args.vocab_size
-    tokens, vocab = load_hf_tokens(
-        args.hf_dataset,
-        args.hf_tokenizer,
-        data_files=args.hf_data_files,
-        config_name=args.hf_config,
-        split=args.hf_split,
-        text_field=args.hf_text_field,
+def loop_config(args: argparse.Namespace, attempt_log: Any = None) -> LoopConfig:
+    model = lm_model.ModelSpec(
+        source=args.model,
+        task=args.task,
+        pretrained=args.init == "pretrained",
+        num_labels=args.num_labels,
+        activation_checkpointing=args.activation_checkpointing,
+        vocab_size=args.vocab_size,
+        hidden_size=args.d_model,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        max_seq_len=args.seq_len,
     )
-    print(f"HF data: {len(tokens)} tokens, tokenizer vocab {vocab}", file=sys.stderr)
-    return ray.put(tokens), -(-vocab // 64) * 64  # pad the vocab to a multiple of 64 for matmul shapes
-
-
-def build_trainer(args: argparse.Namespace, gpu: bool, attempt_log: Any) -> TorchTrainer:
-    tokens_ref, vocab = load_tokens(args)
-    loop = LoopConfig(
-        model={
-            "vocab_size": vocab,
-            "d_model": args.d_model,
-            "n_layers": args.n_layers,
-            "n_heads": args.n_heads,
-            "max_seq_len": args.seq_len,
-        },
+    data = lm_data.DataSpec(
+        source=args.dataset,
+        config_name=args.dataset_config,
+        train_split=args.train_split,
+        eval_split=args.eval_split,
+        eval_source=args.eval_data,
+        text_field=args.text_field,
+        label_field=args.label_field,
+        tokenizer=args.tokenizer or args.model,
+    )
+    return LoopConfig(
+        model=model,
+        data=data,
         max_steps=args.max_steps,
         checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        min_lr_ratio=args.min_lr_ratio,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
         seed=args.seed,
-        use_gpu=gpu,
+        use_gpu=args.gpus_per_worker > 0,
+        checkpoint_mode=args.checkpoint_mode,
+        log_every_s=args.log_every_s,
+        export=args.export and args.launcher == "ray",
         attempt_log=attempt_log,
-        tokens_ref=tokens_ref,
         progress_dir=args.progress_dir,
     )
+
+
+RESUME_MISMATCH = re.compile(r"ResumeMismatchError: (.+)")
+
+
+def fail_fast_callbacks() -> list[Any]:
+    """Ray Train V2 retries every worker error up to --max-failures (forever by default). An error
+    raised from a controller callback is a ControllerError, which the default failure policy does
+    not retry: this callback turns a worker's ResumeMismatchError into one."""
+    from ray.train import UserCallback  # noqa: PLC0415
+
+    class FailFast(UserCallback):
+        def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
+            for error in worker_exceptions.values():
+                # Ray hands over the worker's own exception when it can unpickle it, else a wrapper
+                # whose text is the traceback ending in "...ResumeMismatchError: <message>".
+                if type(error).__name__ == "ResumeMismatchError":
+                    raise RuntimeError(f"ResumeMismatchError: {error}")
+                found = RESUME_MISMATCH.search(str(error))
+                if found:
+                    raise RuntimeError(f"ResumeMismatchError: {found.group(1)}")
+
+    return [FailFast()]
+
+
+def build_trainer(args: argparse.Namespace, attempt_log: Any) -> Any:
+    import ray.data  # noqa: PLC0415
+    import ray.train  # noqa: PLC0415
+    from ray.train.torch import TorchConfig, TorchTrainer  # noqa: PLC0415
+
+    cfg = loop_config(args, attempt_log)
+    datasets = None
+    if args.dataset != lm_data.SYNTHETIC:
+        eval_rows = args.eval_batches * args.batch_size * args.num_workers
+        datasets = lm_data.build(cfg.data, task=args.task, seq_len=args.seq_len, eval_rows=eval_rows)
+    gpu = cfg.use_gpu
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        # Shallow copy on purpose: dataclasses.asdict would deep-copy the actor handle and object ref.
-        train_loop_config={f.name: getattr(loop, f.name) for f in fields(loop)},
-        scaling_config=ScalingConfig(
-            num_workers=args.num_workers, use_gpu=gpu, resources_per_worker={"GPU": 1} if gpu else {"CPU": 1}
+        train_loop_config={"loop": cfg},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=args.num_workers,
+            use_gpu=gpu,
+            resources_per_worker={"GPU": 1, "CPU": 1} if gpu else {"CPU": 1},
         ),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        run_config=RunConfig(
+        datasets=datasets,
+        # Kept order makes a re-read epoch match the first read, which resume relies on (lm_data).
+        dataset_config=ray.train.DataConfig(execution_options=ray.data.ExecutionOptions(preserve_order=True)),
+        run_config=ray.train.RunConfig(
             name=args.run_name,
             storage_path=args.storage_path,
-            checkpoint_config=CheckpointConfig(num_to_keep=args.num_to_keep),
-            failure_config=FailureConfig(max_failures=args.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=args.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=args.max_failures),
+            callbacks=fail_fast_callbacks() + lm_hooks.registered_callback(args.progress_dir),
         ),
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # Ray Train hands each worker a queue of one report: report() blocks until the controller polls it.
-    # Reporting every step would cap the step rate at one per poll (2 s by default); 0.2 s keeps the
-    # cap below real step times and detects dead workers sooner. An explicit setting wins.
+def main_ray(args: argparse.Namespace) -> int:
+    import ray  # noqa: PLC0415
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
+
+    # The controller polls workers this often: how soon a dead worker is noticed and a reported
+    # checkpoint registered (Ray's default is 2 s). An explicit setting wins.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ray.init()  # joins the cluster of `ray job submit` (RAY_ADDRESS) or starts a local one
-    gpu = use_gpu(args)
+    device = "GPU (nccl)" if args.gpus_per_worker else "CPU (gloo)"
     print(
-        f"run {args.run_name} in {args.storage_path}: {args.num_workers} "
-        f"{'GPU (nccl)' if gpu else 'CPU (gloo)'} workers, FSDP2",
+        f"run {args.run_name} in {args.storage_path}: {args.num_workers} {device} workers, FSDP2",
         file=sys.stderr,
     )
     # Pinned to the driver's node: it dies only with the driver, whatever happens to worker nodes.
     attempt_log = AttemptLog.options(
-        scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=False
         )
     ).remote()
-    result = build_trainer(args, gpu, attempt_log).fit()
+    try:
+        result = build_trainer(args, attempt_log).fit()
+    except ray.train.TrainingFailedError as error:
+        found = RESUME_MISMATCH.search(str(error))
+        if not found:
+            raise
+        print(f"error: {found.group(1)}", file=sys.stderr)
+        return 2
+    export = os.path.join(args.storage_path, args.run_name, lm_checkpoint.EXPORT_DIR) if args.export else None
     summary = {
         "run_name": args.run_name,
         "steps_completed": result.return_value["steps_completed"],
         "start_steps": ray.get(attempt_log.starts.remote()),
         "final_loss": result.return_value["final_loss"],
         "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
+        "export_path": export,
     }
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def main_torchrun(args: argparse.Namespace) -> int:
+    """The overhead benchmark's baseline: the same loop and config under plain torchrun."""
+    rt = torchrun_runtime(args.gpus_per_worker > 0)
+    result = train(loop_config(args), rt)
+    if rt.rank == 0:
+        print(json.dumps({"run_name": args.run_name, **result}), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return main_torchrun(args) if args.launcher == "torchrun" else main_ray(args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lm_hooks import latest_per_rank, progress, registered_checkpoint  # noqa: F401 - re-exported for tests
+
 REPO = Path(__file__).resolve().parents[2]
 JOB_DIR = REPO / "jobs" / "fsdp_ray"
 VENV_BIN = Path(sys.executable).parent
@@ -21,8 +23,9 @@ RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 # A model small enough that Ray start-up, not compute, dominates the test time on two cores.
 TINY = [
-    "--cpu", "--num-workers", "2", "--d-model", "32", "--n-layers", "2", "--n-heads", "2",
-    "--vocab-size", "128", "--seq-len", "16", "--batch-size", "4", "--lr", "3e-3",
+    "--gpus-per-worker", "0", "--num-workers", "2", "--eval-every", "0", "--d-model", "32",
+    "--n-layers", "2", "--n-heads", "2", "--vocab-size", "128", "--seq-len", "16", "--batch-size", "4",
+    "--lr", "3e-3",
 ]  # fmt: skip
 
 
@@ -88,43 +91,11 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = RUN_TIMEO
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def progress(directory: Path) -> list[dict[str, Any]]:
-    """Per-rank progress files that train.py writes with --progress-dir (one per rank and process)."""
-    return (
-        [json.loads(p.read_text()) for p in sorted(directory.glob("rank*.json"))]
-        if directory.is_dir()
-        else []
-    )
-
-
-def latest_per_rank(directory: Path) -> dict[int, dict[str, Any]]:
-    """The newest process's progress for each rank (a restarted attempt writes new files)."""
-    latest: dict[int, dict[str, Any]] = {}
-    for p in progress(directory):
-        if p["rank"] not in latest or p["started_at"] > latest[p["rank"]]["started_at"]:
-            latest[p["rank"]] = p
-    return latest
-
-
-def registered_checkpoint(directory: Path, world_size: int = 2) -> int | None:
-    """A checkpoint step that Ray Train has surely registered, judged from the workers' progress.
-
-    Each worker's report queue holds one entry and the controller polls, consolidates and registers in
-    one loop: once every rank has returned from the report two steps after checkpoint c, the poll that
-    took c has been fully handled, so c is registered and a restart resumes from c or later.
-    """
-    ranks = latest_per_rank(directory)
-    if len(ranks) < world_size or any(p["checkpoint_step"] is None for p in ranks.values()):
-        return None
-    step = min(p["checkpoint_step"] for p in ranks.values())
-    return step if all(p["step"] >= step + 2 for p in ranks.values()) else None
-
-
 WORDS = ("the", "a", "model", "ray", "train", "shard", "step", "token", "loss", "batch", "node", "gpu", "cpu")
 
 
 def make_hf_inputs(directory: Path) -> tuple[Path, Path]:
-    """A small text dataset and a word-level tokenizer trained on it, both on disk (no hub access here)."""
+    """A small text corpus and a word-level tokenizer trained on it, both on disk (no Hub access here)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: PLC0415 - HF tests only
     from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
 
@@ -134,12 +105,50 @@ def make_hf_inputs(directory: Path) -> tuple[Path, Path]:
     text.write_text("\n".join(lines) + "\n")
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train([str(text)], trainers.WordLevelTrainer(special_tokens=["[UNK]", "[EOS]"]))
+    tok.train([str(text)], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[EOS]"]))
     tokenizer_dir = directory / "tokenizer"
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]").save_pretrained(
-        tokenizer_dir
-    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]", pad_token="[PAD]"
+    ).save_pretrained(tokenizer_dir)
     return text, tokenizer_dir
+
+
+def make_tiny_model(directory: Path, family: str, tokenizer_dir: Path, **overrides: Any) -> Path:
+    """A model directory as the Hub serves one (config.json and tokenizer files), with no weights:
+    the job builds it with --init random."""
+    from transformers import AutoTokenizer, BertConfig, LlamaConfig  # noqa: PLC0415
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    shape = {"vocab_size": vocab, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 64}  # fmt: skip
+    if family == "bert":
+        config: Any = BertConfig(**{**shape, **overrides})
+    else:
+        llama = {"num_key_value_heads": 2, "bos_token_id": None, "eos_token_id": None, "pad_token_id": 0}
+        config = LlamaConfig(**{**shape, **llama, **overrides})
+    config.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(directory)
+    return directory
+
+
+def make_labelled_dataset(directory: Path, n_train: int = 96, n_eval: int = 32) -> Path:
+    """A CoLA-shaped DatasetDict (sentence, label) saved with save_to_disk; the label is learnable
+    (1 when the sentence mentions "gpu")."""
+    import datasets  # noqa: PLC0415
+
+    def rows(n: int, offset: int) -> dict[str, list]:
+        sentences = [
+            " ".join(WORDS[(i * 5 + j * 3 + offset) % len(WORDS)] for j in range(6)) for i in range(n)
+        ]
+        return {"sentence": sentences, "label": [int("gpu" in s.split()) for s in sentences]}
+
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(rows(n_train, 0)),
+            "validation": datasets.Dataset.from_dict(rows(n_eval, 1)),
+        }
+    ).save_to_disk(directory)
+    return directory
 
 
 def hf_env(cache: Path) -> dict[str, str]:

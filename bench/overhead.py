@@ -1,0 +1,97 @@
+"""Ray Train overhead and checkpoint stall for jobs/fsdp_ray, measured in one run on CPU.
+
+1. Steps/s of the same model, batch and loop under Ray Train (2 CPU workers) and under plain
+   `torchrun --nproc-per-node 2` (`train.py --launcher torchrun`): target Ray >= 0.95x torchrun.
+   Wall-clock rates after the warm-up steps, with no checkpoint inside the timed window.
+2. The training stall per checkpoint under Ray Train, `--checkpoint-mode sync` vs `async`.
+
+Usage:  python bench/overhead.py   (a few minutes on two cores; prints one JSON line last)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
+sys.path.insert(0, str(JOB_DIR))
+from lm_hooks import progress, steady_steps_per_s  # noqa: E402 - the job's own hook readers
+
+MODEL = ["--gpus-per-worker", "0", "--num-workers", "2", "--d-model", "256", "--n-layers", "4",
+         "--n-heads", "4", "--vocab-size", "4096", "--seq-len", "64", "--batch-size", "8",
+         "--eval-every", "0", "--no-export", "--log-every-s", "5"]  # fmt: skip
+
+
+def run(cmd: list[str], log: Path, timeout: float) -> None:
+    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        done = subprocess.run(
+            cmd, cwd=JOB_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+        )
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed ({done.returncode}):\n{log.read_text()[-3000:]}")
+
+
+def throughput(marks: Path, drop_last: int) -> float:
+    """Steps/s of the slowest rank (ranks move in lock step; the slowest bounds the job)."""
+    return min(steady_steps_per_s(p, drop_last) for p in progress(marks))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=60, help="steps per throughput run")
+    p.add_argument("--checkpoint-steps", type=int, default=30, help="steps per checkpoint-stall run")
+    p.add_argument("--checkpoint-every", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=900)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fsdp-overhead-") as tmp:
+        work = Path(tmp)
+        common = [*MODEL, "--storage-path", str(work / "results")]
+        # The one save at the last step is outside the timed window (drop_last=1).
+        timed = [*common, "--max-steps", str(args.steps), "--checkpoint-every", str(args.steps)]
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                    "--master-port", "29671", "train.py", *timed, "--launcher", "torchrun",
+                    "--progress-dir", str(work / "torchrun")]  # fmt: skip
+        run(torchrun, work / "torchrun.log", args.timeout)
+        ray = [sys.executable, "train.py", *timed, "--run-name", "ray", "--progress-dir", str(work / "ray")]
+        run(ray, work / "ray.log", args.timeout)
+        stalls: dict[str, list[float]] = {}
+        for mode in ("sync", "async"):
+            cmd = [sys.executable, "train.py", *common, "--run-name", f"ckpt-{mode}",
+                   "--checkpoint-mode", mode, "--max-steps", str(args.checkpoint_steps),
+                   "--checkpoint-every", str(args.checkpoint_every),
+                   "--progress-dir", str(work / mode)]  # fmt: skip
+            run(cmd, work / f"{mode}.log", args.timeout)
+            stalls[mode] = [s for rank in progress(work / mode) for s in rank["checkpoint_stalls_s"]]
+        result = {
+            "torchrun_steps_per_s": throughput(work / "torchrun", drop_last=0),
+            "ray_steps_per_s": throughput(work / "ray", drop_last=1),
+            "stall_sync_ms": 1000 * statistics.median(stalls["sync"]),
+            "stall_async_ms": 1000 * statistics.median(stalls["async"]),
+            "saves_per_run": len(stalls["async"]) // 2,
+        }
+    report(result)
+
+
+def report(m: dict[str, Any]) -> None:
+    ratio = m["ray_steps_per_s"] / m["torchrun_steps_per_s"]
+    print(f"torchrun (2 processes):              {m['torchrun_steps_per_s']:7.2f} steps/s")
+    print(f"Ray Train (2 CPU workers):           {m['ray_steps_per_s']:7.2f} steps/s")
+    print(f"Ray Train / torchrun:                {ratio:7.3f}x   (target >= 0.95x)")
+    print(f"checkpoint stall, sync (median):     {m['stall_sync_ms']:7.1f} ms")
+    print(f"checkpoint stall, async (median):    {m['stall_async_ms']:7.1f} ms")
+    print(json.dumps({**m, "ray_over_torchrun": ratio}))
+    ok = ratio >= 0.95 and m["stall_async_ms"] < m["stall_sync_ms"]
+    print("targets met" if ok else "TARGETS MISSED")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
