@@ -87,7 +87,7 @@ bench-recovery: deps-dev ## Ray job recovery after a killed worker vs a cold sta
 	$(BIN)/python bench/recovery.py
 
 job-local: deps-dev ## Run the FSDP Ray job on a local Ray (CPU, 2 workers), storing under .ray_results/
-	$(BIN)/python jobs/fsdp_ray/train.py --cpu --num-workers 2 --storage-path "$(CURDIR)/.ray_results" \
+	$(BIN)/python jobs/fsdp_ray/train.py --gpus-per-worker 0 --num-workers 2 --storage-path "$(CURDIR)/.ray_results" \
 		--max-steps 150 --checkpoint-every 25 $(ARGS)
 
 preflight: deps-ops ## Check AWS credentials and region (what deploy/destroy/status need), in seconds

@@ -50,12 +50,31 @@ class RayJobChart(Chart):
 
 def _command(config: AppConfig) -> list[str]:
     """train.py with defaults derived from the cluster first, so `entrypoint_args` can override them."""
-    derived = ["--run-name", config.ray.job.name]
+    derived = train_args(config, config.ray.job.name)
+    return [
+        "python3",
+        "train.py",
+        *derived,
+        *config.ray.job.entrypoint_args,
+        "--storage-path",
+        storage_path(config),
+    ]
+
+
+def train_args(config: AppConfig, run_name: str) -> list[str]:
+    """The run name, and the workers and device the configured cluster implies: one Ray Train worker per GPU
+    of the worker pods, or, on a cluster without GPUs, one CPU worker per pod. The job never decides this
+    from what the cluster shows at submit time (an autoscaled cluster may show no GPUs yet)."""
     gpus = total_worker_gpus(config)
     if gpus > 0:
-        derived += ["--num-workers", str(gpus)]  # one Ray Train worker per GPU of the cluster
-    storage_path = f"{config.storage.mount_path.rstrip('/')}/ray_results"
-    return ["python3", "train.py", *derived, *config.ray.job.entrypoint_args, "--storage-path", storage_path]
+        return ["--run-name", run_name, "--num-workers", str(gpus), "--gpus-per-worker", "1"]
+    pods = max(1, sum(group.replicas for group in config.ray.worker_groups))
+    return ["--run-name", run_name, "--num-workers", str(pods), "--gpus-per-worker", "0"]
+
+
+def storage_path(config: AppConfig) -> str:
+    """Where runs keep their checkpoints: on the shared file system, so any pod can resume them."""
+    return f"{config.storage.mount_path.rstrip('/')}/ray_results"
 
 
 def total_worker_gpus(config: AppConfig) -> int:

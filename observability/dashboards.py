@@ -29,7 +29,7 @@ for name in dir(factory):
 """
 
 GPU_UTILIZATION = "DCGM_FI_DEV_GPU_UTIL"  # percent, per GPU
-TOKENS_PER_SECOND = "ray_training_tokens_per_second"  # jobs/common/metrics.py, as Ray exports it
+TOKENS_PER_SECOND = "ray_training_tokens_per_second"  # jobs/fsdp_ray/lm_metrics.py, as Ray exports it
 MFU = "ray_training_mfu"
 
 

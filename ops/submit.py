@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import AppConfig
+from k8s_charts.ray_job import storage_path, train_args
 
 JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -26,14 +27,14 @@ def build_submission(config: AppConfig, run_name: str | None, extra_args: Sequen
     checkpoint under `<mount>/ray_results/<run name>`. `extra_args` come last: argparse lets them override.
     """
     name = run_name or config.ray.job.name
-    groups = config.ray.worker_groups
-    gpus = sum(group.replicas * config.worker_gpus(i) for i, group in enumerate(groups))
-    args = ["python3", "train.py", "--run-name", name]
-    if gpus > 0:
-        args += ["--num-workers", str(gpus)]
-    else:  # a CPU-only cluster: one worker per pod
-        args += ["--cpu", "--num-workers", str(max(1, sum(group.replicas for group in groups)))]
-    args += ["--storage-path", f"{config.storage.mount_path.rstrip('/')}/ray_results", *extra_args]
+    args = [
+        "python3",
+        "train.py",
+        *train_args(config, name),
+        "--storage-path",
+        storage_path(config),
+        *extra_args,
+    ]
     return Submission(name, shlex.join(args), JOB_DIR)
 
 

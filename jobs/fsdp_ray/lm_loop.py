@@ -21,6 +21,7 @@ from typing import Any
 
 import lm_checkpoint
 import lm_data
+import lm_metrics
 import lm_model
 import ray
 import torch
@@ -103,6 +104,8 @@ class Runtime:
     dataset: Callable[[str], Any]  # shard by name, or None
     save: Callable[..., float] | None  # checkpoint and report; None: no checkpoints (torchrun)
     export_to: Callable[[str], None] | None
+    # Tokens/s and MFU to the metrics store (Ray's metrics port, lm_metrics); None: not under Ray.
+    publish: Callable[[float, float], None] | None = None
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -318,9 +321,12 @@ class Meter:
             f"grad_norm={metrics['grad_norm']:.3f} samples/s={samples_s:.1f} "
             f"tokens/s={samples_s * self.cfg.seq_len:.0f}"
         )
+        mfu = 0.0
         if self.peak:
             mfu = samples_s * self.cfg.seq_len * self.flops_token / (self.peak * self.rt.world)
             line += f" mfu={mfu:.1%}"
+        if self.rt.publish is not None:
+            self.rt.publish(samples_s * self.cfg.seq_len, mfu)
         for key in ("eval_loss", "eval_accuracy"):
             if key in metrics:
                 line += f" {key}={metrics[key]:.4f}"
@@ -372,6 +378,11 @@ def ray_runtime(cfg: LoopConfig) -> Runtime:
         copy_to_storage(local_dir, storage, lm_checkpoint.EXPORT_DIR)
         log(f"exported Hugging Face model to {storage.experiment_fs_path}/{lm_checkpoint.EXPORT_DIR}")
 
+    def publish(tokens_per_s: float, mfu: float) -> None:
+        lm_metrics.report_throughput(
+            tokens_per_s, mfu, run=ctx.get_experiment_name(), rank=ctx.get_world_rank()
+        )
+
     return Runtime(
         rank=ctx.get_world_rank(),
         world=ctx.get_world_size(),
@@ -380,6 +391,7 @@ def ray_runtime(cfg: LoopConfig) -> Runtime:
         dataset=dataset,
         save=save,
         export_to=export_to,
+        publish=publish,
     )
 
 

@@ -47,7 +47,7 @@ RUN_TIMEOUT_S = 600
 HEAD_WORKER_PORTS = ["--min-worker-port=23000", "--max-worker-port=23199"]
 NODE_WORKER_PORTS = ["--min-worker-port=23200", "--max-worker-port=23399"]
 TINY = [
-    "--cpu", "--num-workers", "2", "--d-model", "32", "--n-layers", "2", "--n-heads", "2",
+    "--gpus-per-worker", "0", "--num-workers", "2", "--d-model", "32", "--n-layers", "2", "--n-heads", "2",
     "--vocab-size", "128", "--seq-len", "16", "--batch-size", "4", "--lr", "3e-3",
 ]  # fmt: skip
 

@@ -38,6 +38,8 @@ def test_entrypoint_runs_train_py_on_fsx(synths: dict[str, Synth]) -> None:
         "fsdp-train",
         "--num-workers",
         "32",
+        "--gpus-per-worker",
+        "1",
         "--max-steps",
         "1000",
         "--checkpoint-every",
@@ -63,8 +65,8 @@ def test_entrypoint_follows_config() -> None:
     spec = job(result)["spec"]
     # The configured --num-workers comes after the derived one, so argparse keeps the configured value.
     assert spec["entrypoint"] == (
-        "python3 train.py --run-name short --num-workers 32 --max-steps 10 --num-workers 2 "
-        "--storage-path /data/ray_results"
+        "python3 train.py --run-name short --num-workers 32 --gpus-per-worker 1 --max-steps 10 "
+        "--num-workers 2 --storage-path /data/ray_results"
     )
     assert spec["clusterSelector"] == {"ray.io/cluster": "other"}
     assert spec["shutdownAfterJobFinishes"] is False

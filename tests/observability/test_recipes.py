@@ -119,22 +119,12 @@ def test_init_container_script_writes_rays_own_dashboards_with_this_ray(tmp_path
 
 
 def test_gpu_dashboard_queries_the_metrics_the_job_and_dcgm_export():
-    sys.path.insert(0, str(REPO / "jobs" / "common"))
-    import metrics  # noqa: PLC0415 (the job's module, as the job ships it)
+    sys.path.insert(0, str(REPO / "jobs" / "fsdp_ray"))
+    import lm_metrics  # noqa: PLC0415 (the job's module, as the job ships it)
 
     expressions = json.dumps([p["targets"] for p in dashboards.gpu_dashboard()["panels"]])
-    assert f"ray_{metrics.TOKENS_PER_SECOND}" in expressions and f"ray_{metrics.MFU}" in expressions
+    assert f"ray_{lm_metrics.TOKENS_PER_SECOND}" in expressions and f"ray_{lm_metrics.MFU}" in expressions
     assert 'DCGM_FI_DEV_GPU_UTIL{job=\\"dcgm-exporter\\"}' in expressions
-
-
-def test_mfu_is_model_flops_over_peak():
-    sys.path.insert(0, str(REPO / "jobs" / "common"))
-    import metrics  # noqa: PLC0415
-
-    # 1e9 parameters at 100k tokens/s = 6e14 FLOP/s; an H100's dense BF16 peak is ~989e12.
-    assert metrics.model_flops_utilization(1e5, 10**9, 989e12) == pytest.approx(0.6067, rel=1e-3)
-    with pytest.raises(ValueError, match="peak_flops_per_s"):
-        metrics.model_flops_utilization(1.0, 1, 0)
 
 
 def test_grafana_signs_amp_queries_and_embeds_in_rays_dashboard(default_config):

@@ -32,7 +32,7 @@ def test_default_submission_uses_every_gpu_the_config_names_and_a_resumable_run(
     args = shlex.split(submission.entrypoint)
     # 4 worker pods x 8 GPUs of ml.p5.48xlarge: one Ray Train worker per GPU.
     assert args == [
-        "python3", "train.py", "--run-name", "fsdp-train", "--num-workers", "32",
+        "python3", "train.py", "--run-name", "fsdp-train", "--num-workers", "32", "--gpus-per-worker", "1",
         "--storage-path", "/fsx/ray_results",
     ]  # fmt: skip
     assert submission.working_dir == JOB_DIR and (JOB_DIR / "train.py").is_file()
@@ -56,7 +56,7 @@ def test_a_cpu_only_cluster_gets_cpu_workers_one_per_pod() -> None:
         }
     )
     args = shlex.split(build_submission(config, None).entrypoint)
-    assert args[4:7] == ["--cpu", "--num-workers", "2"]
+    assert args[4:8] == ["--num-workers", "2", "--gpus-per-worker", "0"]
 
 
 def test_no_token_sends_no_header() -> None:

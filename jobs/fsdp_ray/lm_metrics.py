@@ -1,6 +1,7 @@
 """Training throughput as Ray metrics: tokens/s and MFU, next to Ray's own and the GPUs' in Prometheus.
 
-Self-contained (Ray only), so that it can travel with a job's working directory. Ray exports these gauges
+Ray only, no other module of the job: the observability tests ship it alone as a working directory. Ray
+exports these gauges
 through the metrics port of the node the calling worker runs on, prefixed with `ray_`:
 `ray_training_tokens_per_second` and `ray_training_mfu`, tagged with the run name and the worker's rank.
 """
@@ -12,8 +13,6 @@ from ray.util.metrics import Gauge
 TOKENS_PER_SECOND = "training_tokens_per_second"
 MFU = "training_mfu"
 TAG_KEYS = ("run", "rank")
-# 6 FLOPs per parameter and token: forward (2) and backward (4) of a dense transformer (Kaplan et al. 2020).
-FLOPS_PER_PARAMETER_TOKEN = 6
 
 
 @cache
@@ -27,15 +26,9 @@ def _gauges() -> tuple[Gauge, Gauge]:
     )
 
 
-def model_flops_utilization(tokens_per_s: float, parameters: int, peak_flops_per_s: float) -> float:
-    """The fraction of the accelerator's peak that the model's own FLOPs use (no recomputation counted)."""
-    if peak_flops_per_s <= 0:
-        raise ValueError("peak_flops_per_s must be positive")
-    return tokens_per_s * FLOPS_PER_PARAMETER_TOKEN * parameters / peak_flops_per_s
-
-
 def report_throughput(tokens_per_s: float, mfu: float, *, run: str, rank: int) -> None:
-    """Set this worker's gauges; call it once per logging interval (Ray exports the last value)."""
+    """Set this worker's gauges; call it once per logging interval (Ray exports the last value). The job
+    computes MFU itself (lm_loop.Meter, from the model's FLOPs per token); 0 where no peak is known."""
     tags = {"run": run, "rank": str(rank)}
     tokens, utilization = _gauges()
     tokens.set(tokens_per_s, tags=tags)
