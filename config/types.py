@@ -168,8 +168,13 @@ TagValue = checked(
 
 
 @cache
+def _sagemaker_shapes() -> dict[str, Any]:
+    """The SageMaker service model's shapes, parsed once (the model is a large JSON file)."""
+    return Loader().load_service_model("sagemaker", "service-2")["shapes"]
+
+
 def _sagemaker_shape(name: str) -> dict[str, Any]:
-    return dict(Loader().load_service_model("sagemaker", "service-2")["shapes"][name])
+    return dict(_sagemaker_shapes()[name])
 
 
 def _sagemaker_name(shape: str) -> Any:

@@ -38,6 +38,10 @@ FSX_GB_MONTH_USD: dict[int, float] = {125: 0.145, 250: 0.21, 500: 0.34, 1000: 0.
 HOURS_PER_MONTH = 730
 EKS_CLUSTER_HOURLY_USD = 0.10  # standard support; extended support (an older minor) costs 0.60
 NAT_GATEWAY_HOURLY_USD = 0.045  # plus 0.045 per GB processed, not estimated here
+# ElastiCache for Valkey on-demand nodes (the GCS store), USD per node-hour: Valkey is priced 20 % below
+# Redis OSS (cache.t4g.small Redis OSS: 0.032). From memory of the ElastiCache pricing page, not re-checked
+# here: verify at https://aws.amazon.com/elasticache/pricing/.
+CACHE_NODE_HOURLY_USD: dict[str, float] = {"cache.t4g.small": 0.0256, "cache.t4g.medium": 0.0512}
 
 
 def instance_hourly(instance_type: str) -> float | None:
@@ -49,3 +53,8 @@ def fsx_hourly(capacity_gib: int, throughput_per_tib: int) -> float | None:
     """USD per hour of a PERSISTENT_2 file system (GiB counted as GB), or None for an unknown tier."""
     rate = FSX_GB_MONTH_USD.get(throughput_per_tib)
     return None if rate is None else capacity_gib * rate / HOURS_PER_MONTH
+
+
+def cache_node_hourly(node_type: str) -> float | None:
+    """USD per hour of one ElastiCache for Valkey node, or None when the table does not know the type."""
+    return CACHE_NODE_HOURLY_USD.get(node_type)

@@ -10,7 +10,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,19 @@ class FileSystem:
 
 
 @dataclass(frozen=True)
+class CacheNodes:
+    """The GCS store's ElastiCache replication group: a primary and its replicas."""
+
+    node_type: str
+    count: int
+
+    @property
+    def hourly(self) -> float | None:
+        each = prices.cache_node_hourly(self.node_type)
+        return None if each is None else each * self.count
+
+
+@dataclass(frozen=True)
 class Plan:
     stacks: dict[str, str]  # artifact id -> stack name, in deploy order
     region: str | None
@@ -55,6 +68,7 @@ class Plan:
     file_systems: list[FileSystem]
     eks_clusters: int
     nat_gateways: int
+    cache_nodes: list[CacheNodes] = field(default_factory=list)
 
     def hourly_lines(self) -> list[tuple[str, float | None]]:
         lines: list[tuple[str, float | None]] = [
@@ -68,6 +82,7 @@ class Plan:
             )
             for fs in self.file_systems
         ]
+        lines += [(f"ElastiCache (GCS store): {c.node_type} x {c.count}", c.hourly) for c in self.cache_nodes]
         lines.append(
             (f"EKS control plane x {self.eks_clusters}", self.eks_clusters * prices.EKS_CLUSTER_HOURLY_USD)
         )
@@ -111,6 +126,11 @@ def read_plan(assembly: Path) -> Plan:
         file_systems=_static_file_systems(resources) + _dynamic_file_systems(assembly / "manifests"),
         eks_clusters=types["AWS::EKS::Cluster"],
         nat_gateways=types["AWS::EC2::NatGateway"],
+        cache_nodes=[
+            CacheNodes(r["Properties"]["CacheNodeType"], int(r["Properties"].get("NumCacheClusters", 1)))
+            for r in resources
+            if r["Type"] == "AWS::ElastiCache::ReplicationGroup"
+        ],
     )
 
 
