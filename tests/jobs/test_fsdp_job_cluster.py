@@ -113,8 +113,16 @@ def test_worker_killed_resumes_from_last_checkpoint(ray_head: dict[str, str], tm
     args = train_args(storage, "killed", "--max-steps", "30", "--checkpoint-every", str(every))
     env = job_env(RAY_ADDRESS=ray_head["gcs"])
     proc = start_train([*args, "--progress-dir", str(marks)], tmp_path / "run.log", env)
+
+    def caught_up() -> int | None:
+        """The registered step, once no later checkpoint is in flight: with async saves a checkpoint is
+        registered some steps after it was taken, and a kill in that window loses those steps too."""
+        saved = registered_checkpoint(marks)
+        reached = max((p["step"] for p in progress(marks) if p["start_step"] == 0), default=0)
+        return saved if saved and reached - saved < every else None
+
     try:
-        saved = wait_for(lambda: registered_checkpoint(marks), "a registered checkpoint")
+        saved = wait_for(caught_up, "a registered checkpoint with none in flight")
         victim = latest_per_rank(marks)[1]
         os.kill(victim["pid"], signal.SIGKILL)
         assert proc.wait(timeout=RUN_TIMEOUT_S) == 0, (tmp_path / "run.log").read_text()[-4000:]
