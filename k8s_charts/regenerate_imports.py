@@ -13,7 +13,10 @@ Outputs, both committed:
   classes nothing may use. For the same reason the RayJob's `rayClusterSpec` and `submitterPodTemplate` are
   left out of the typed classes: this app's RayJob always targets the existing RayCluster through
   `clusterSelector`, and those two fields (a second copy of the whole RayCluster and pod schemas) were more
-  than half of the classes and of every synth's import time.
+  than half of the classes and of every synth's import time. Likewise the pod templates' `initContainers`
+  and `ephemeralContainers` (two more copies of the container schema, a third of what remained): no chart
+  sets them (KubeRay adds its own init container), and Kubernetes refuses ephemeral containers in a
+  template anyway. Type a field again by taking it out of UNTYPED_FIELDS.
 - `k8s_charts/crd_schemas/<group>_<version>_<Kind>.json`: the complete `openAPIV3Schema` of each v1 kind,
   `description` annotations stripped (a third of the size, no meaning for validation). The tests validate
   every synthesized manifest against these, so a clone needs nothing beside itself.
@@ -43,7 +46,16 @@ CRD_SHA256 = {
     "ray.io_rayclusters.yaml": "c44704442eef0c6721ad40c1d66782c8bd3fdab9d3344306a5820910a679baa1",
     "ray.io_rayjobs.yaml": "01a5cf3b17c1769fda44af7e82debcd98722f0c27b9ab84d084681c6649121f5",
 }
-UNTYPED_FIELDS = {"RayJob": ("rayClusterSpec", "submitterPodTemplate")}
+# Paths below each CRD's `spec` (a list's items are "*"), left out of the typed classes only.
+_UNUSED_POD_FIELDS = ("initContainers", "ephemeralContainers")
+UNTYPED_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "RayJob": (("rayClusterSpec",), ("submitterPodTemplate",)),
+    "RayCluster": tuple(
+        (*group, "template", "spec", field)
+        for group in (("headGroupSpec",), ("workerGroupSpecs", "*"))
+        for field in _UNUSED_POD_FIELDS
+    ),
+}
 API_VERSION = "v1"
 IMPORTS = ROOT / "k8s_charts" / "imports"
 SCHEMAS = ROOT / "k8s_charts" / "crd_schemas"
@@ -139,9 +151,12 @@ def typed_crds(crds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The CRDs for `cdk8s import`: the fields no chart builds are dropped (see the module docstring)."""
     typed = json.loads(json.dumps(crds))
     for crd in typed:
-        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-        for field in UNTYPED_FIELDS.get(crd["spec"]["names"]["kind"], ()):
-            del spec[field]
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        for path in UNTYPED_FIELDS.get(crd["spec"]["names"]["kind"], ()):
+            parent = spec
+            for part in path[:-1]:
+                parent = parent["items"] if part == "*" else parent["properties"][part]
+            del parent["properties"][path[-1]]
     return typed
 
 
