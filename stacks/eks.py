@@ -9,8 +9,8 @@ from constructs import Construct
 
 from config import EksConfig
 
-from .components import encryption_key, nag_policy, nag_resource
-from .nag import acknowledge, managed_policy
+from .components.keys import encryption_key
+from .nag import acknowledge, managed_policy, nag_policy, nag_resource
 from .network import NetworkStack
 from .retention import days
 

@@ -18,7 +18,7 @@ from k8s_charts.namespace import NamespaceChart
 from observability import helm_values
 from observability.scrape import scrape_yaml
 
-from .components import encryption_key
+from .components.keys import encryption_key
 from .eks import EksStack
 from .kubernetes import ChartDeployer
 

@@ -13,12 +13,11 @@ from constructs import Construct
 from config import AppConfig
 from k8s_charts.namespace import NamespaceChart
 
-from .components import nag_resource
 from .components.fsx_cleanup import FsxCleanup
-from .components.hyperpod_dependencies import HyperPodDependencies
+from .components.hyperpod_dependencies.release import HyperPodDependencies
 from .eks import EksStack
 from .kubernetes import ChartDeployer
-from .nag import acknowledge
+from .nag import acknowledge, nag_resource
 from .retention import retention
 
 KUBERAY_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"

@@ -18,15 +18,9 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import ConfigError, load_config
 from config.hyperpod import DependencyChartConfig
-from stacks.components.hyperpod_dependencies import (
-    DIGEST_COMMAND,
-    RELEASE,
-    HyperPodDependencies,
-    build_phases,
-    chart_digest,
-    chart_object_key,
-    chart_values,
-)
+from stacks.components.hyperpod_dependencies.digest import DIGEST_COMMAND, chart_digest
+from stacks.components.hyperpod_dependencies.recipe import build_phases, chart_object_key, chart_values
+from stacks.components.hyperpod_dependencies.release import RELEASE, HyperPodDependencies
 from stacks.eks import EksStack
 from stacks.network import NetworkStack
 from tests.cfn_lint import cfn_lint
