@@ -23,17 +23,15 @@ import botocore.session
 import cdk_nag
 import pytest
 from aws_cdk import assertions, cx_api
-from aws_cdk import aws_logs as logs
 from cfnlint.api import lint
 from moto import mock_aws
 
 from config import AppConfig, ConfigError, load_config
 from stacks.components.hyperpod_cluster import cluster_request
 from stacks.components.lifecycle_scripts import MAX_BUCKET_NAME, SCRIPTS_DIR, bucket_name
-from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
-from stacks.network import NetworkStack
 from tests.conftest import synth_app
+from tests.support.apps import cluster_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_DIR = ROOT / "lambda" / "hyperpod_cluster"
@@ -91,20 +89,11 @@ class Synthesized:
         context = json.loads((ROOT / "cdk.json").read_text())["context"]
         self.app = cdk.App(outdir=str(outdir), context=context)
         env = cdk.Environment(account=config.env.account, region=config.env.region)
-        retention = logs.RetentionDays.ONE_MONTH
-        self.network = NetworkStack(
-            self.app, "Network", config=config.network, log_retention=retention, env=env
+        cluster = cluster_stacks(self.app, config)
+        self.network, self.eks = cluster.network, cluster.eks
+        self.hyperpod = HyperPodStack(
+            self.app, "HyperPod", config=config, cluster_access=cluster.cluster_access, env=env
         )
-        self.eks = EksStack(
-            self.app,
-            "Eks",
-            config=config.eks,
-            network=self.network,
-            cluster_name="test-eks",
-            log_retention=retention,
-            env=env,
-        )
-        self.hyperpod = HyperPodStack(self.app, "HyperPod", config=config, eks=self.eks, env=env)
         cdk.Validations.of(self.app).add_plugins(cdk_nag.AwsSolutionsChecks())
         # Unacknowledged cdk-nag findings raise here.
         self.assembly: cx_api.CloudAssembly = self.app.synth()
