@@ -21,9 +21,8 @@ from config.hyperpod import DependencyChartConfig
 from stacks.components.hyperpod_dependencies.digest import DIGEST_COMMAND, chart_digest
 from stacks.components.hyperpod_dependencies.recipe import build_phases, chart_object_key, chart_values
 from stacks.components.hyperpod_dependencies.release import RELEASE, HyperPodDependencies
-from tests.cfn_lint import cfn_lint
-from tests.conftest import cdk_json_context
-from tests.support.apps import cluster_stacks
+from tests.support.apps import cli_app, cluster_stacks
+from tests.support.cfn_lint import cfn_lint
 
 HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
 BUILD_TYPE = "Custom::HyperPodChartBuild"
@@ -57,7 +56,7 @@ def synthesized(
 ) -> tuple[cx_api.CloudAssembly, dict[str, HyperPodDependencies]]:
     """Network + EKS from stacks/, a stack per chart source, cdk-nag on: any open finding raises here."""
     config = load_config({})
-    app = cdk.App(context=cdk_json_context(), outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    app = cli_app(tmp_path_factory.mktemp("cdk.out"))
     cluster = cluster_stacks(app, config).cluster_access.cluster
     github = cdk.Stack(app, "GithubDeps")
     local = cdk.Stack(app, "LocalDeps")
