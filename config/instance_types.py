@@ -5,7 +5,7 @@ against it, so a type missing here is a config error, never a guess.
 
 Sources (public):
 - The instance types HyperPod offers: the `ClusterInstanceType` enum of SageMaker's service model in
-  botocore 1.44.8 (tests/test_instance_types.py checks every key against it).
+  botocore 1.44.8 (tests/config/test_capacity.py checks every key against it).
 - vCPUs, memory (GiB), NVIDIA GPUs and EFA devices: the `INSTANCE_RESOURCES` table that AWS publishes in
   aws/sagemaker-hyperpod-cli (`src/sagemaker/hyperpod/training/constants.py`, commit bba18610, 2026-04-15),
   which the HyperPod CLI uses to size jobs; g4dn, c6a, m6a and r5d.16xlarge, which it lacks, from the EC2

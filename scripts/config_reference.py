@@ -1,7 +1,7 @@
 """Write docs/CONFIGURATION.md from the config model: every field, type, default, description and rule.
 
 The model (config/) is the one source; this page is generated so that it cannot drift from it
-(tests/test_config_reference.py fails when the committed page is stale). Run `make config-docs`.
+(tests/config/test_config_reference.py fails when the committed page is stale). Run `make config-docs`.
 """
 
 import argparse

@@ -13,7 +13,7 @@ import aws_cdk as cdk
 
 from config import AppConfig
 
-from .eks import EksStack
+from .eks import ClusterAccess, EksStack
 from .gcs_store import GcsStoreStack
 from .hyperpod import HyperPodStack
 from .network import NetworkStack
@@ -55,27 +55,60 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     )
     storage = None
     if config.storage.mode == "static":
-        storage = StorageStack(app, "Storage", config=config.storage, network=network, **name("storage"))
+        storage = StorageStack(
+            app,
+            "Storage",
+            config=config.storage,
+            vpc=network.vpc,
+            compute_subnet=network.compute_subnet,
+            node_security_group=network.node_security_group,
+            **name("storage"),
+        )
     eks = EksStack(
         app,
         "Eks",
         config=config.eks,
-        network=network,
+        vpc=network.vpc,
+        private_subnets=network.private_subnets,
+        node_security_group=network.node_security_group,
         cluster_name=f"{config.prefix}-eks",
         log_retention=log_retention,
         **name("eks"),
     )
-    platform = PlatformStack(app, "Platform", config=config, eks_stack=eks, **name("platform"))
-    hyperpod = HyperPodStack(app, "HyperPod", config=config, eks=eks, **name("hyperpod"))
+    cluster_access = ClusterAccess(
+        cluster=eks.cluster,
+        cluster_name=eks.cluster_name,
+        private_subnets=network.private_subnets,
+        node_security_group=network.node_security_group,
+        compute_subnet=network.compute_subnet,
+    )
+    platform = PlatformStack(app, "Platform", config=config, cluster=eks.cluster, **name("platform"))
+    hyperpod = HyperPodStack(
+        app, "HyperPod", config=config, cluster_access=cluster_access, **name("hyperpod")
+    )
     # HyperPod requires its dependency chart before the cluster is created; the chart stays until the
     # cluster is gone.
     hyperpod.add_stack_dependency(platform)
     gcs = config.gcs_fault_tolerance
     gcs_store = None
     if gcs.enabled:
-        gcs_store = GcsStoreStack(app, "GcsStore", config=config, network=network, **name("gcs-store"))
-    store = gcs_store.store if gcs_store else None
-    ray = RayStack(app, "Ray", config=config, eks_stack=eks, storage=storage, gcs_store=store, **name("ray"))
+        gcs_store = GcsStoreStack(
+            app,
+            "GcsStore",
+            config=config,
+            vpc=network.vpc,
+            node_security_group=network.node_security_group,
+            **name("gcs-store"),
+        )
+    ray = RayStack(
+        app,
+        "Ray",
+        config=config,
+        cluster_access=cluster_access,
+        file_system=storage.static_file_system if storage else None,
+        gcs_store=gcs_store.store if gcs_store else None,
+        **name("ray"),
+    )
     if gcs_store:
         # The RayCluster and KubeRay's Redis cleanup job are gone before the store they use.
         ray.add_stack_dependency(gcs_store)
@@ -93,7 +126,7 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
         stacks = dataclasses.replace(
             stacks,
             observability=ObservabilityStack(
-                app, "Observability", config=config, eks_stack=eks, **name("observability")
+                app, "Observability", config=config, cluster_access=cluster_access, **name("observability")
             ),
         )
     for stack in stacks.all():

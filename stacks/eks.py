@@ -1,5 +1,7 @@
 """The EKS control plane that orchestrates HyperPod: no worker capacity of its own, HyperPod provides it."""
 
+from dataclasses import dataclass
+
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
@@ -9,14 +11,26 @@ from constructs import Construct
 
 from config import EksConfig
 
-from .components import encryption_key, nag_policy, nag_resource
-from .nag import acknowledge, managed_policy
-from .network import NetworkStack
+from .components.keys import encryption_key
+from .nag import acknowledge, managed_policy, nag_policy, nag_resource
 from .retention import days
 
 NO_ADMIN_WARNING = "ray-hyperpod:eks-no-admin-principal"  # id for `cdk.Annotations.acknowledge_warning`
 # The VPC CNI enforces NetworkPolicies only with its network policy agent on (k8s_charts/network_policy.py).
 ADDON_CONFIGURATION: dict[str, dict] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """What a stack needs to put workloads on the cluster and resources beside its nodes: the cluster, its
+    fixed name, the private subnets, the node security group and the one subnet HyperPod nodes use."""
+
+    cluster: eks.Cluster
+    # Fixed from config: a stack may name the cluster without a cross-stack reference.
+    cluster_name: str
+    private_subnets: ec2.SelectedSubnets
+    node_security_group: ec2.ISecurityGroup
+    compute_subnet: ec2.ISubnet
 
 
 class EksStack(cdk.Stack):
@@ -28,17 +42,16 @@ class EksStack(cdk.Stack):
         construct_id: str,
         *,
         config: EksConfig,
-        network: NetworkStack,
+        vpc: ec2.IVpc,
+        private_subnets: ec2.SelectedSubnets,
+        node_security_group: ec2.ISecurityGroup,
         cluster_name: str,
         log_retention: logs.RetentionDays,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.cluster_name = cluster_name  # fixed from config: other stacks may name it without a reference
-        self.node_security_group = network.node_security_group
-        self.private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-        self.compute_subnet = network.compute_subnet
-        self.cluster = self._cluster(config, network, cluster_name)
+        self.cluster = self._cluster(config, vpc, private_subnets, node_security_group, cluster_name)
         self._control_plane_logs(cluster_name, log_retention)
         self._kubectl_provider_logs(log_retention)
         self.addons = self._addons(config)
@@ -49,7 +62,14 @@ class EksStack(cdk.Stack):
         self._outputs()
         self._acknowledge_cdk_internals()
 
-    def _cluster(self, config: EksConfig, network: NetworkStack, cluster_name: str) -> eks.Cluster:
+    def _cluster(
+        self,
+        config: EksConfig,
+        vpc: ec2.IVpc,
+        private_subnets: ec2.SelectedSubnets,
+        node_security_group: ec2.ISecurityGroup,
+        cluster_name: str,
+    ) -> eks.Cluster:
         secrets_key = encryption_key(self, "SecretsKey", "Envelope encryption of Kubernetes secrets")
         return eks.Cluster(
             self,
@@ -57,11 +77,11 @@ class EksStack(cdk.Stack):
             version=eks.KubernetesVersion.of(config.version),
             # A fixed name, so that the control-plane log group below can exist before the cluster does.
             cluster_name=cluster_name,
-            vpc=network.vpc,
-            vpc_subnets=[network.private_subnets],
+            vpc=vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnets=private_subnets.subnets)],
             # HyperPod nodes share this group with the control plane: one self-referencing group gives EFA,
             # kubelet and API traffic without cross-group rules to keep in sync.
-            security_group=network.node_security_group,
+            security_group=node_security_group,
             endpoint_access=_endpoint_access(config),
             # Not Auto Mode and no node group: HyperPod instance groups are the cluster's only nodes.
             default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
@@ -74,7 +94,7 @@ class EksStack(cdk.Stack):
             kubectl_provider_options=eks.KubectlProviderOptions(
                 kubectl_layer=KubectlV33Layer(self, "KubectlLayer"),
                 # In the VPC so that it reaches a private-only API endpoint.
-                private_subnets=self.private_subnets.subnets,
+                private_subnets=private_subnets.subnets,
             ),
         )
 

@@ -1,6 +1,7 @@
 """The Ray GCS's external store (ElastiCache for Valkey) and its password, in a stack of their own."""
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
@@ -9,9 +10,8 @@ from k8s_charts.gcs import PASSWORD_KEY, GcsStoreChart, store_name
 
 from .components.gcs_store import GcsStore
 from .components.k8s_secret import KubernetesSecretFromSecretsManager
-from .eks import EksStack
+from .eks import ClusterAccess
 from .kubernetes import ChartDeployer
-from .network import NetworkStack
 from .retention import retention
 
 
@@ -28,14 +28,13 @@ class GcsStoreStack(cdk.Stack):
         construct_id: str,
         *,
         config: AppConfig,
-        network: NetworkStack,
+        vpc: ec2.IVpc,
+        node_security_group: ec2.ISecurityGroup,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         gcs = config.gcs_fault_tolerance
-        self.store = GcsStore(
-            self, "GcsStore", config=gcs, vpc=network.vpc, node_security_group=network.node_security_group
-        )
+        self.store = GcsStore(self, "GcsStore", config=gcs, vpc=vpc, node_security_group=node_security_group)
         # What `ops status` reads (ops/gcs.py).
         cdk.CfnOutput(self, "GcsStoreKind", value=gcs.store)
         cdk.CfnOutput(self, "GcsStoreService", value=store_name(config))
@@ -44,7 +43,11 @@ class GcsStoreStack(cdk.Stack):
 
 
 def apply_store_objects(
-    scope: Construct, deployer: ChartDeployer, config: AppConfig, eks_stack: EksStack, store: GcsStore
+    scope: Construct,
+    deployer: ChartDeployer,
+    config: AppConfig,
+    cluster_access: ClusterAccess,
+    store: GcsStore,
 ) -> list[Construct]:
     """The store's Kubernetes side, in the ray stack (beside the namespace it lives in): its Service and the
     Secret with its password. Returns both, so that the caller orders them after the namespace and
@@ -54,13 +57,13 @@ def apply_store_objects(
     secret = KubernetesSecretFromSecretsManager(
         scope,
         "GcsStoreSecret",
-        cluster=eks_stack.cluster,
+        cluster=cluster_access.cluster,
         secret=store.secret,
         namespace=config.ray.namespace,
         name=store_name(config),
         key=PASSWORD_KEY,
-        subnets=eks_stack.private_subnets.subnets,
-        security_group=eks_stack.node_security_group,
+        subnets=cluster_access.private_subnets.subnets,
+        security_group=cluster_access.node_security_group,
         log_retention=retention(config.log_retention_days),
     )
     return [service, secret]

@@ -8,15 +8,21 @@ from config import AppConfig
 from .components.execution_role import NodeExecutionRole
 from .components.hyperpod_cluster import HyperPodCluster
 from .components.lifecycle_scripts import LifecycleScripts
-from .eks import EksStack
+from .eks import ClusterAccess
 from .retention import retention
 
 
 class HyperPodStack(cdk.Stack):
-    """Lifecycle-script bucket, node execution role and the HyperPod cluster on the EKS stack's cluster."""
+    """Lifecycle-script bucket, node execution role and the HyperPod cluster on the EKS cluster."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, eks: EksStack, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        cluster_access: ClusterAccess,
+        **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         log_retention = retention(config.log_retention_days)
@@ -24,12 +30,12 @@ class HyperPodStack(cdk.Stack):
             self, "LifecycleScripts", prefix=config.prefix, log_retention=log_retention
         )
         # One subnet: EFA traffic stays within an AZ, and the nodes sit next to the FSx file system.
-        subnets = [eks.compute_subnet]
+        subnets = [cluster_access.compute_subnet]
         execution_role = NodeExecutionRole(
             self,
             "ExecutionRole",
-            cluster=eks.cluster,
-            security_group=eks.node_security_group,
+            cluster=cluster_access.cluster,
+            security_group=cluster_access.node_security_group,
             subnets=subnets,
             lifecycle_bucket=lifecycle.bucket,
         )
@@ -38,9 +44,9 @@ class HyperPodStack(cdk.Stack):
             "HyperPodCluster",
             config=config.hyperpod,
             tags=config.tags,
-            eks_cluster=eks.cluster,
-            eks_cluster_name=eks.cluster_name,
-            security_group=eks.node_security_group,
+            eks_cluster=cluster_access.cluster,
+            eks_cluster_name=cluster_access.cluster_name,
+            security_group=cluster_access.node_security_group,
             subnets=subnets,
             execution_role=execution_role.role,
             lifecycle=lifecycle,

@@ -27,7 +27,7 @@ class NetworkStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.vpc = self._import_vpc(config) if config.existing_vpc_id else self._create_vpc(config)
         self._add_flow_logs(log_retention)
-        self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.private_subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         # HyperPod nodes and FSx share one subnet (one AZ): EFA traffic does not cross AZs, and Lustre clients
         # next to their file system avoid cross-AZ latency and charges. EKS still gets every private subnet.
         # The index comes from config (the AZ of a capacity reservation or training plan); default: the first.
@@ -35,7 +35,7 @@ class NetworkStack(cdk.Stack):
         self.node_security_group = self._node_security_group()
 
     def _compute_subnet(self, index: int) -> ec2.ISubnet:
-        subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+        subnets = self.private_subnets.subnets
         if index >= len(subnets):  # only an imported VPC gets here; a created one is checked in config
             raise ValueError(
                 f"config error: network.compute_subnet_index = {index}: VPC {self.vpc.vpc_id} has "

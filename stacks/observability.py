@@ -18,8 +18,8 @@ from k8s_charts.namespace import NamespaceChart
 from observability import helm_values
 from observability.scrape import scrape_yaml
 
-from .components import encryption_key
-from .eks import EksStack
+from .components.keys import encryption_key
+from .eks import ClusterAccess
 from .kubernetes import ChartDeployer
 
 GRAFANA_REPOSITORY = "https://grafana-community.github.io/helm-charts"
@@ -32,10 +32,16 @@ AMP_QUERY_ACTIONS = ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:
 
 class ObservabilityStack(cdk.Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, eks_stack: EksStack, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        cluster_access: ClusterAccess,
+        **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.cluster = eks_stack.cluster
+        self.cluster = cluster_access.cluster
         self.deployer = ChartDeployer(self, self.cluster)
         observability = config.observability
         self.namespace = self.deployer.apply(
@@ -47,7 +53,7 @@ class ObservabilityStack(cdk.Stack):
         self.grafana_account: eks.ServiceAccount | None = None
         if observability.store == "managed":
             self.workspace = self._workspace(config)
-            self.scraper = self._scraper(config, eks_stack, self.workspace)
+            self.scraper = self._scraper(config, cluster_access, self.workspace)
             grafana_values = helm_values.grafana_values(
                 config,
                 datasource_url=f"https://aps-workspaces.{self.region}.amazonaws.com/workspaces/"
@@ -95,7 +101,9 @@ class ObservabilityStack(cdk.Stack):
         workspace.apply_removal_policy(cdk.RemovalPolicy.DESTROY)
         return workspace
 
-    def _scraper(self, config: AppConfig, eks_stack: EksStack, workspace: aps.CfnWorkspace) -> aps.CfnScraper:
+    def _scraper(
+        self, config: AppConfig, cluster_access: ClusterAccess, workspace: aps.CfnWorkspace
+    ) -> aps.CfnScraper:
         """AWS's agentless collector: no pods on the GPU nodes. With the cluster's API authentication mode,
         AMP creates the access entry of its service-linked role (AWSServiceRoleForAmazonPrometheusScraper)
         itself, with the read-only policy its user guide lists, and removes it with the scraper."""
@@ -112,10 +120,10 @@ class ObservabilityStack(cdk.Stack):
             source=aps.CfnScraper.SourceProperty(
                 eks_configuration=aps.CfnScraper.EksConfigurationProperty(
                     cluster_arn=self.cluster.cluster_arn,
-                    subnet_ids=[subnet.subnet_id for subnet in eks_stack.private_subnets.subnets],
+                    subnet_ids=cluster_access.private_subnets.subnet_ids,
                     # The node group admits all traffic from its members: the scraper's ENIs reach every
                     # pod's metrics port (Ray 8080, DCGM 9400) through it.
-                    security_group_ids=[eks_stack.node_security_group.security_group_id],
+                    security_group_ids=[cluster_access.node_security_group.security_group_id],
                 )
             ),
         )

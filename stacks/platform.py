@@ -13,12 +13,10 @@ from constructs import Construct
 from config import AppConfig
 from k8s_charts.namespace import NamespaceChart
 
-from .components import nag_resource
 from .components.fsx_cleanup import FsxCleanup
-from .components.hyperpod_dependencies import HyperPodDependencies
-from .eks import EksStack
+from .components.hyperpod_dependencies.release import HyperPodDependencies
 from .kubernetes import ChartDeployer
-from .nag import acknowledge
+from .nag import acknowledge, nag_resource
 from .retention import retention
 
 KUBERAY_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
@@ -33,10 +31,10 @@ FSX_CSI_DYNAMIC_DESCRIBE_ACTIONS = ("ec2:DescribeSubnets", "ec2:DescribeSecurity
 
 class PlatformStack(cdk.Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: AppConfig, eks_stack: EksStack, **kwargs
+        self, scope: Construct, construct_id: str, *, config: AppConfig, cluster: eks.Cluster, **kwargs
     ):
         super().__init__(scope, construct_id, **kwargs)
-        self.cluster = eks_stack.cluster
+        self.cluster = cluster
         self.deployer = ChartDeployer(self, self.cluster)
         # HyperPod requires its agents and device plugins before the cluster is created (HyperPodStack
         # depends on this stack); they are removed only after the HyperPod cluster is gone.

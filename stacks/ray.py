@@ -12,13 +12,12 @@ from k8s_charts.namespace import NamespaceChart
 from k8s_charts.network_policy import RayNetworkPolicyChart
 from k8s_charts.ray_cluster import RayClusterChart
 from k8s_charts.ray_job import RayJobChart
-from k8s_charts.storage import DynamicFileSystem, StorageChart
+from k8s_charts.storage import DynamicFileSystem, StaticFileSystem, StorageChart
 
 from .components.gcs_store import GcsStore
-from .eks import EksStack
+from .eks import ClusterAccess
 from .gcs_store import apply_store_objects
 from .kubernetes import ChartDeployer
-from .storage import StorageStack
 
 REPO = Path(__file__).resolve().parents[1]
 # The image build sees only the Dockerfile and the job: a small, reproducible build context.
@@ -32,18 +31,19 @@ class RayStack(cdk.Stack):
         construct_id: str,
         *,
         config: AppConfig,
-        eks_stack: EksStack,
-        storage: StorageStack | None,
+        cluster_access: ClusterAccess,
+        file_system: StaticFileSystem | None,
         gcs_store: GcsStore | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.deployer = ChartDeployer(self, eks_stack.cluster)
+        cluster = cluster_access.cluster
+        self.deployer = ChartDeployer(self, cluster)
         k8s = self.deployer.app
         namespace = self.deployer.apply(
             "NamespaceManifest", NamespaceChart(k8s, "ray-namespace", name=config.ray.namespace)
         )
-        claim = self.deployer.apply("ClaimManifest", self._storage_chart(config, eks_stack, storage))
+        claim = self.deployer.apply("ClaimManifest", self._storage_chart(config, cluster_access, file_system))
         # The claim lives in the namespace; on destroy it goes first (a namespace deletion would race it).
         claim.node.add_dependency(namespace)
         cluster_chart = RayClusterChart(k8s, "ray-cluster", config=config, image=self._image(config))
@@ -54,7 +54,7 @@ class RayStack(cdk.Stack):
         policies = self.deployer.apply(
             "NetworkPolicyManifest",
             RayNetworkPolicyChart(
-                k8s, "ray-network-policy", config=config, scraper_cidr=eks_stack.cluster.vpc.vpc_cidr_block
+                k8s, "ray-network-policy", config=config, scraper_cidr=cluster.vpc.vpc_cidr_block
             ),
         )
         # In place before the first Ray pod listens; removed after the last one is gone.
@@ -62,7 +62,7 @@ class RayStack(cdk.Stack):
         policies.node.add_dependency(namespace)
         self.auth_secret_name = cluster_chart.auth_secret_name
         for part in (
-            apply_store_objects(self, self.deployer, config, eks_stack, gcs_store) if gcs_store else ()
+            apply_store_objects(self, self.deployer, config, cluster_access, gcs_store) if gcs_store else ()
         ):
             part.node.add_dependency(namespace)  # Service and Secret live in the namespace
             ray_cluster.node.add_dependency(part)  # KubeRay's Redis cleanup on delete needs both
@@ -70,23 +70,23 @@ class RayStack(cdk.Stack):
             job = self.deployer.apply("RayJobManifest", RayJobChart(k8s, "ray-job", config=config))
             # The job submits to the running cluster; on destroy it stops before the cluster goes.
             job.node.add_dependency(ray_cluster)
-        self._outputs(config, eks_stack.cluster, cluster_chart)
+        self._outputs(config, cluster, cluster_chart)
 
     def _storage_chart(
-        self, config: AppConfig, eks_stack: EksStack, storage: StorageStack | None
+        self, config: AppConfig, cluster_access: ClusterAccess, file_system: StaticFileSystem | None
     ) -> StorageChart:
         k8s = self.deployer.app
-        if storage is not None:
+        if file_system is not None:
             return StorageChart(
                 k8s,
                 "fsx-storage",
                 storage=config.storage,
                 namespace=config.ray.namespace,
-                static=storage.static_file_system,
+                static=file_system,
             )
         dynamic = DynamicFileSystem(
-            subnet_id=eks_stack.compute_subnet.subnet_id,
-            security_group_id=eks_stack.node_security_group.security_group_id,
+            subnet_id=cluster_access.compute_subnet.subnet_id,
+            security_group_id=cluster_access.node_security_group.security_group_id,
             tags=(config.dynamic_fsx_tag,),
         )
         return StorageChart(

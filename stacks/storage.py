@@ -8,27 +8,33 @@ from constructs import Construct
 from config import StorageConfig
 from k8s_charts.storage import StaticFileSystem
 
-from .network import NetworkStack
-
 
 class StorageStack(cdk.Stack):
     """PERSISTENT_2 Lustre in the compute subnet. It needs only the network, so with `--concurrency` it is
     created while EKS and HyperPod come up (FSx takes 10-15 minutes) instead of after them."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StorageConfig, network: NetworkStack, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StorageConfig,
+        vpc: ec2.IVpc,
+        compute_subnet: ec2.ISubnet,
+        node_security_group: ec2.ISecurityGroup,
+        **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.file_system = fsx.LustreFileSystem(
             self,
             "FileSystem",
-            vpc=network.vpc,
+            vpc=vpc,
             # The subnet HyperPod nodes use: Lustre traffic stays inside one AZ (no cross-AZ latency or cost).
-            vpc_subnet=network.compute_subnet,
+            vpc_subnet=compute_subnet,
             # Immutable view: the group already admits Lustre traffic from itself (NetworkStack); a mutable
             # one would get a second, overlapping rule from this construct.
             security_group=ec2.SecurityGroup.from_security_group_id(
-                self, "NodeSecurityGroup", network.node_security_group.security_group_id, mutable=False
+                self, "NodeSecurityGroup", node_security_group.security_group_id, mutable=False
             ),
             storage_capacity_gib=config.capacity_gib,
             file_system_type_version=fsx.FileSystemTypeVersion.V_2_15,

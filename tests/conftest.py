@@ -1,36 +1,18 @@
 """Session fixtures: the default app is synthesized once, with cdk-nag, and shared by every stack test."""
 
-import json
 import os
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
 # jsii runs on the first `node` on PATH: use the pinned Node 22 from package.json, as the Makefile does.
 os.environ["PATH"] = f"{REPO / 'node_modules/.bin'}{os.pathsep}{os.environ['PATH']}"
 
-import aws_cdk as cdk  # noqa: E402 (PATH first)
-import pytest  # noqa: E402 (PATH first)
-from aws_cdk import cx_api  # noqa: E402 (PATH first)
-from cdk_nag import AwsSolutionsChecks  # noqa: E402 (PATH first)
+import pytest
+from aws_cdk import cx_api
 
-from config import AppConfig, load_config  # noqa: E402 (PATH first)
-from stacks.app_stacks import AppStacks, build_stacks  # noqa: E402 (PATH first)
-
-
-def cdk_json_context() -> dict:
-    """cdk.json's feature flags plus what the CLI adds: tests synthesize exactly what `cdk synth` does."""
-    cli_defaults = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
-    return {**json.loads((REPO / "cdk.json").read_text())["context"], **cli_defaults}
-
-
-def synth_app(
-    config: AppConfig, outdir: Path, extra_context: dict | None = None
-) -> tuple[AppStacks, cx_api.CloudAssembly]:
-    """Build and synthesize the whole app with cdk-nag on: any unacknowledged finding raises here."""
-    app = cdk.App(context={**cdk_json_context(), **(extra_context or {})}, outdir=str(outdir))
-    stacks = build_stacks(app, config)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
-    return stacks, app.synth()
+from config import AppConfig, load_config
+from stacks.app_stacks import AppStacks
+from tests.support.apps import synth_app
 
 
 @pytest.fixture(scope="session")

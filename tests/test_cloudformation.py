@@ -10,8 +10,9 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import load_config
 from scripts.snapshots import mask, render
-from tests.cfn_lint import cfn_lint
-from tests.conftest import REPO, synth_app
+from tests.support import REPO
+from tests.support.apps import synth_app
+from tests.support.cfn_lint import cfn_lint
 
 SNAPSHOTS = REPO / "tests/snapshots"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support import REPO
 from tests.test_cli import CDK, run
 
 sys.path.insert(0, str(REPO / "scripts"))

@@ -15,7 +15,7 @@ import cdk8s
 from config import load_config
 from config.hyperpod import DependencyChartConfig
 from k8s_charts.ray_job import RayJobChart
-from stacks.components.hyperpod_dependencies import build_phases
+from stacks.components.hyperpod_dependencies.recipe import build_phases
 from stacks.components.lifecycle_scripts import SCRIPTS_DIR
 
 # Every character a shell treats specially, and a few complete attacks.

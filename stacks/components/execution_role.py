@@ -9,8 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ..nag import acknowledge, managed_policy
-from . import nag_resource
+from ..nag import acknowledge, managed_policy, nag_resource
 
 INSTANCE_POLICY = "AmazonSageMakerClusterInstanceRolePolicy"
 # What the VPC CNI does to the node's ENIs (AmazonEKS_CNI_Policy's write actions).

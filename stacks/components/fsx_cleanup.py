@@ -7,8 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ..nag import acknowledge
-from . import nag_resource
+from ..nag import acknowledge, nag_resource
 from .polling_provider import PollingProvider
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "fsx_cleanup"

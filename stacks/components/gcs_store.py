@@ -14,7 +14,7 @@ from constructs import Construct
 from config.gcs import ELASTICACHE_PORT, GcsFaultToleranceConfig
 
 from ..nag import acknowledge
-from . import encryption_key
+from .keys import encryption_key
 
 # ElastiCache AUTH tokens: 16-128 printable characters; of the punctuation only !&#$^<>- is allowed, so
 # the generated token uses letters and digits only (64 of them: ~380 bits).

@@ -14,8 +14,7 @@ from constructs import Construct, IDependable
 from config import HyperPodConfig, InstanceGroupConfig
 from config.hyperpod import Taint
 
-from ..nag import acknowledge
-from . import nag_resource
+from ..nag import acknowledge, nag_resource
 from .lifecycle_scripts import LifecycleScripts
 from .node_wait import NodeWait
 from .polling_provider import PollingProvider

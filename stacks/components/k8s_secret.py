@@ -17,8 +17,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from ..nag import acknowledge, managed_policy
-from . import HANDLER_RUNTIME, nag_resource
+from ..nag import acknowledge, managed_policy, nag_resource
+from .runtime import HANDLER_RUNTIME
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "k8s_secret"
 # What a function in a VPC needs to create and remove its network interfaces; EC2 offers no resource-level

@@ -10,8 +10,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
-from ..nag import acknowledge, managed_policy
-from . import nag_resource
+from ..nag import acknowledge, managed_policy, nag_resource
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "lifecycle_scripts"
 ON_CREATE = "on_create.sh"

@@ -16,8 +16,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ..nag import acknowledge
-from . import HANDLER_RUNTIME, nag_resource
+from ..nag import acknowledge, nag_resource
+from .runtime import HANDLER_RUNTIME
 
 # Every 5 minutes: 12 DescribeCluster calls an hour (ListClusterNodes only once, when giving up), cheap next
 # to

@@ -16,8 +16,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from ..nag import acknowledge, managed_policy
-from . import HANDLER_RUNTIME, nag_resource
+from ..nag import acknowledge, managed_policy, nag_resource
+from .runtime import HANDLER_RUNTIME
 
 # The framework functions the waiter state machine invokes (any version, <arn>:*); framework-onEvent is
 # invoked by CloudFormation through its own permission, with no wildcard.

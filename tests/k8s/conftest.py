@@ -15,7 +15,7 @@ if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 from tests.k8s.scenarios import SCENARIOS, Synth, synth  # noqa: E402  (after PATH: cdk8s starts node)
-from tests.k8s_validation import default_crd_dir  # noqa: E402
+from tests.support.k8s_validation import default_crd_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

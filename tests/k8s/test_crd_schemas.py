@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s_validation import REPO_ROOT, default_crd_dir
+from tests.support import REPO
+from tests.support.k8s_validation import default_crd_dir
 
-SCRIPT = REPO_ROOT / "k8s_charts" / "regenerate_imports.py"
+SCRIPT = REPO / "k8s_charts" / "regenerate_imports.py"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_committed_schemas_are_complete_strippable_and_nothing_else(regen) -> No
 
 def test_no_file_the_build_or_tests_run_reads_beside_the_checkout() -> None:
     grep = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "grep", "-l", "-e", "../shared", "-e", 'parent / "shared"', "--", "."],
+        ["git", "-C", str(REPO), "grep", "-l", "-e", "../shared", "-e", 'parent / "shared"', "--", "."],
         capture_output=True,
         text=True,
         check=False,

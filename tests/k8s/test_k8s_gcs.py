@@ -10,7 +10,7 @@ from cdk8s import Testing as Cdk8s
 from config import ConfigError, load_config
 from k8s_charts.gcs import GcsStoreChart
 from tests.k8s.scenarios import SCENARIOS, Synth, synth
-from tests.k8s_validation import validate_k8s_objects
+from tests.support.k8s_validation import validate_k8s_objects
 
 ENDPOINT = "master.ray-gcs.abc123.use1.cache.amazonaws.com"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.k8s.scenarios import SCENARIOS, Synth
-from tests.k8s_validation import default_crd_dir, object_problems, validate_k8s_objects
+from tests.support.k8s_validation import default_crd_dir, object_problems, validate_k8s_objects
 
 # Namespace + PV + PVC (static) or StorageClass + PVC (dynamic) + RayCluster + 3 NetworkPolicies (the third
 # admits the metrics collector; observability is on in every scenario) (+ RayJob).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,27 +12,14 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.support.handlers import load_handler
+
 REGION = "us-east-1"
-HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster"
 
-# In Lambda the handler's folder is the import root; reproduce that for its sibling modules.
-sys.path.insert(0, str(HANDLER_DIR))
-
-
-def _load_handler() -> ModuleType:
-    # A unique module name: other handlers' `index.py` must not shadow this one in sys.modules.
-    spec = importlib.util.spec_from_file_location("hyperpod_cluster_index", HANDLER_DIR / "index.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_HANDLER = _load_handler()
-_NODE_WAIT_SPEC = importlib.util.spec_from_file_location(
-    "hyperpod_cluster_node_wait", HANDLER_DIR / "node_wait.py"
-)
-_NODE_WAIT = importlib.util.module_from_spec(_NODE_WAIT_SPEC)
-_NODE_WAIT_SPEC.loader.exec_module(_NODE_WAIT)
+# The cluster handler and its wait-condition poller (same folder); the folder is importable as in Lambda,
+# so test modules import its siblings (`cfn_coerce`, `cluster_diff`) by their plain names.
+_HANDLER = load_handler("hyperpod_cluster")
+_NODE_WAIT = load_handler("hyperpod_cluster", "node_wait")
 _REAL_CLIENT = _HANDLER._client  # fixtures replace the attribute; keep the cached original to reset it
 
 

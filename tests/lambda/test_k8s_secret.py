@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime
 import http.server
-import importlib.util
 import json
 import ssl
 import threading
@@ -24,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
-HANDLER = Path(__file__).resolve().parents[2] / "lambda" / "k8s_secret" / "index.py"
+from tests.support.handlers import load_handler
+
 TOKEN_VALUE = "s3cr3tT0kenValueThatMustNeverBeLogged0123456789abcdefghijklmnop"
 CLUSTER = "ray-hyperpod-eks"
 
@@ -123,9 +123,7 @@ def api(tmp_path: Path) -> Iterator[tuple[FakeApiServer, str]]:
 @pytest.fixture
 def handler(aws_env, api, monkeypatch):
     server, ca_data = api
-    spec = importlib.util.spec_from_file_location("k8s_secret_index", HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_handler("k8s_secret")
     with mock_aws():
         secrets = boto3.client("secretsmanager", region_name="us-east-1")
         arn = secrets.create_secret(Name="gcs-token", SecretString=TOKEN_VALUE)["ARN"]

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import cx_api
 
 from config import load_config
-from tests.conftest import synth_app
+from tests.support.apps import synth_app
 
 ACCOUNT, REGION = "123456789012", "us-west-2"
 # What a committed cdk.context.json answers for the VPC's AZ lookup in this account and region.

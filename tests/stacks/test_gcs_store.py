@@ -7,8 +7,8 @@ import pytest
 
 from config import load_config
 from stacks.components.k8s_secret import VPC_ENI_ACTIONS
-from tests.conftest import synth_app
 from tests.stacks.test_teardown_order import Graph, manifest_of, of_type
+from tests.support.apps import synth_app
 
 
 def resources(template: dict, kind: str) -> dict[str, dict]:

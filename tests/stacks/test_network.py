@@ -4,7 +4,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from config import load_config
-from tests.conftest import synth_app
+from tests.support.apps import synth_app
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import yaml
 from config import load_config
 from observability.scrape import scrape_yaml
 from stacks.observability import AMP_QUERY_ACTIONS
-from tests.conftest import synth_app
 from tests.stacks.test_teardown_order import Graph
+from tests.support.apps import synth_app
 
 
 def _of_type(template: dict, kind: str) -> dict[str, dict]:

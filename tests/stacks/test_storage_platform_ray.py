@@ -10,8 +10,8 @@ from config import load_config
 from config.capacity import cpu_millis, memory_mib, node_allocatable, ray_pod_capacity
 from stacks.components.hyperpod_cluster import PROPERTY as HYPERPOD_PROPERTY
 from stacks.components.hyperpod_cluster import RESOURCE_TYPE as HYPERPOD_RESOURCE
-from tests.conftest import synth_app
-from tests.k8s_validation import default_crd_dir, validate_k8s_objects
+from tests.support.apps import synth_app
+from tests.support.k8s_validation import default_crd_dir, validate_k8s_objects
 
 
 def test_static_file_system_is_persistent_2_in_the_compute_subnet(templates):

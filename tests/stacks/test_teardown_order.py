@@ -13,7 +13,7 @@ from functools import cache
 import pytest
 
 from config import load_config
-from tests.conftest import synth_app
+from tests.support.apps import synth_app
 
 Node = tuple[str, str]  # (stack id, logical id)
 

@@ -17,7 +17,7 @@ from config.capacity import (
     visible_cores,
 )
 from config.instance_types import ARM64_TYPES, INSTANCE_FACTS, UnknownInstanceTypeError, instance_facts
-from tests.test_config import run_app
+from tests.support.apps import run_app
 
 # In the SageMaker enum but deliberately absent from the table (no public figures at hand): see its docstring.
 UNSOURCED = {

@@ -1,18 +1,14 @@
 """The configuration: defaults, precedence, and one clear line per bad input, raised before any construct."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from config import ConfigError, load_config
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+from tests.support.apps import run_app
 
 
 def errors(context: dict, file_values: dict | None = None) -> list[str]:
@@ -147,20 +143,6 @@ def test_yaml_top_level_must_be_a_mapping():
 def test_ray_version_matches_the_job_pin(default_config):
     pins = (REPO / "jobs/fsdp_ray/requirements.txt").read_text()
     assert re.search(rf"^ray\[[\w,]+\]=={re.escape(default_config.ray.ray_version)}$", pins, re.M)
-
-
-def run_app(context: dict) -> subprocess.CompletedProcess:
-    """app.py as the CDK CLI runs it: context arrives in CDK_CONTEXT_JSON."""
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
-    return subprocess.run(
-        [sys.executable, "app.py"],
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_app_reports_bad_config_as_lines_not_a_stack_trace(tmp_path):

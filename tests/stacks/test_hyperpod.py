@@ -7,14 +7,11 @@ derived from tokens still match once account and region are literals.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aws_cdk as cdk
@@ -23,20 +20,16 @@ import botocore.session
 import cdk_nag
 import pytest
 from aws_cdk import assertions, cx_api
-from aws_cdk import aws_logs as logs
-from cfnlint.api import lint
 from moto import mock_aws
 
 from config import AppConfig, ConfigError, load_config
 from stacks.components.hyperpod_cluster import cluster_request
 from stacks.components.lifecycle_scripts import MAX_BUCKET_NAME, SCRIPTS_DIR, bucket_name
-from stacks.eks import EksStack
 from stacks.hyperpod import HyperPodStack
-from stacks.network import NetworkStack
-from tests.conftest import synth_app
+from tests.support.apps import cli_app, cluster_stacks, synth_app
+from tests.support.cfn_lint import cfn_lint
+from tests.support.handlers import load_handler
 
-ROOT = Path(__file__).resolve().parents[2]
-HANDLER_DIR = ROOT / "lambda" / "hyperpod_cluster"
 ACCOUNT, REGION = "123456789012", "us-west-2"
 PLAN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-plan/ray-plan"
 FEATURES: dict[str, Any] = {
@@ -69,42 +62,21 @@ FEATURES: dict[str, Any] = {
 }
 
 
-def _load(module: str) -> ModuleType:
-    # As tests/lambda/conftest.py loads the handler: by path, under a name no other module uses, with the
-    # handler's folder on sys.path for its sibling imports (as Lambda's import root).
-    if str(HANDLER_DIR) not in sys.path:
-        sys.path.insert(0, str(HANDLER_DIR))
-    spec = importlib.util.spec_from_file_location(f"hyperpod_cluster_{module}", HANDLER_DIR / f"{module}.py")
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-cfn_coerce = _load("cfn_coerce")
-handler = _load("index")
+cfn_coerce = load_handler("hyperpod_cluster", "cfn_coerce")
+handler = load_handler("hyperpod_cluster")
 
 
 class Synthesized:
     """One synthesized app: the stacks, their templates and the cloud assembly."""
 
     def __init__(self, config: AppConfig, outdir: Path) -> None:
-        context = json.loads((ROOT / "cdk.json").read_text())["context"]
-        self.app = cdk.App(outdir=str(outdir), context=context)
+        self.app = cli_app(outdir)
         env = cdk.Environment(account=config.env.account, region=config.env.region)
-        retention = logs.RetentionDays.ONE_MONTH
-        self.network = NetworkStack(
-            self.app, "Network", config=config.network, log_retention=retention, env=env
+        cluster = cluster_stacks(self.app, config)
+        self.network, self.eks = cluster.network, cluster.eks
+        self.hyperpod = HyperPodStack(
+            self.app, "HyperPod", config=config, cluster_access=cluster.cluster_access, env=env
         )
-        self.eks = EksStack(
-            self.app,
-            "Eks",
-            config=config.eks,
-            network=self.network,
-            cluster_name="test-eks",
-            log_retention=retention,
-            env=env,
-        )
-        self.hyperpod = HyperPodStack(self.app, "HyperPod", config=config, eks=self.eks, env=env)
         cdk.Validations.of(self.app).add_plugins(cdk_nag.AwsSolutionsChecks())
         # Unacknowledged cdk-nag findings raise here.
         self.assembly: cx_api.CloudAssembly = self.app.synth()
@@ -566,8 +538,8 @@ def test_cdk_nag_passes_with_reasons(app: str, request: pytest.FixtureRequest) -
 @pytest.mark.parametrize("app", ["default", "features"])
 def test_cfn_lint_finds_nothing(app: str, request: pytest.FixtureRequest) -> None:
     synthesized: Synthesized = request.getfixturevalue(app)
-    matches = lint(json.dumps(synthesized.raw), regions=[REGION])
-    assert [str(m) for m in matches] == []
+    findings = cfn_lint([synthesized.assembly.get_stack_by_name("HyperPod").template_full_path])
+    assert findings == [], json.dumps(findings, indent=1)[:4000]
 
 
 # --- wait budget ---------------------------------------------------------------------------------------

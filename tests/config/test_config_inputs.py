@@ -7,18 +7,14 @@ per case); a few run `app.py` as a subprocess, as the CDK CLI does, to show the 
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
 import app as entry_point
 from config import ConfigError, load_config
-from tests.conftest import REPO, cdk_json_context
+from tests.support.apps import cli_app, run_app
 
 GROUP = {"name": "workers", "instance_type": "ml.p5.48xlarge", "count": 4}
 HEAD = {"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1}
@@ -217,7 +213,7 @@ BAD_FILES: list[tuple[bytes, str]] = [
 
 def run_main(context: dict, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> tuple[int, list[str]]:
     """`app.main` on a fresh app with the CLI's context: its exit status and stderr lines."""
-    application = cdk.App(context={**cdk_json_context(), **context}, outdir=str(tmp_path / "cdk.out"))
+    application = cli_app(tmp_path / "cdk.out", context)
     with pytest.raises(SystemExit) as exited:  # any other exception fails the test, with its traceback
         entry_point.main(application)
     return exited.value.code, capsys.readouterr().err.splitlines()
@@ -257,25 +253,11 @@ def test_missing_or_directory_config_file_is_one_line(make, capsys, tmp_path):
     )
 
 
-def run_app_process(context: dict) -> subprocess.CompletedProcess:
-    """app.py as the CDK CLI runs it: context arrives in CDK_CONTEXT_JSON."""
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": "/nonexistent-never-written"}
-    return subprocess.run(
-        [sys.executable, "app.py"],
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_the_real_process_reports_shell_metacharacters_and_non_utf8_files_as_lines(tmp_path):
     """Through a real `python app.py`: the same lines, exit status 1, nothing else on stderr."""
     undecodable = tmp_path / "latin1.yaml"
     undecodable.write_bytes("prefix: caf\xe9\n".encode("latin-1"))
-    result = run_app_process(
+    result = run_app(
         {
             "config": str(undecodable),
             "acknowledged-issue-numbers": [32775],  # what `cdk acknowledge` leaves in cdk.context.json
@@ -285,7 +267,7 @@ def test_the_real_process_reports_shell_metacharacters_and_non_utf8_files_as_lin
     assert result.stderr.splitlines() == [
         f"config error: config = '{undecodable}': not UTF-8 text (byte 11): save the file as UTF-8"
     ]
-    result = run_app_process({"hyperpod.dependency_chart.helm_version": "3.17.3" + SHELL})
+    result = run_app({"hyperpod.dependency_chart.helm_version": "3.17.3" + SHELL})
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"config error: hyperpod.dependency_chart.helm_version = '3.17.3{SHELL}': must be")
@@ -360,7 +342,7 @@ def test_valid_edge_cases_synthesize(tmp_path, capsys):
         "ray.monitoring.grafana_host": "http://grafana.monitoring.svc:3000",
         "acknowledged-issue-numbers": [32775],
     }
-    application = cdk.App(context={**cdk_json_context(), **context}, outdir=str(tmp_path / "cdk.out"))
+    application = cli_app(tmp_path / "cdk.out", context)
     entry_point.main(application)
     assert "config error" not in capsys.readouterr().err
     assert (tmp_path / "cdk.out" / "manifests" / "Ray-RayJobManifest.yaml").is_file()

@@ -18,19 +18,11 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import ConfigError, load_config
 from config.hyperpod import DependencyChartConfig
-from stacks.components.hyperpod_dependencies import (
-    DIGEST_COMMAND,
-    RELEASE,
-    HyperPodDependencies,
-    build_phases,
-    chart_digest,
-    chart_object_key,
-    chart_values,
-)
-from stacks.eks import EksStack
-from stacks.network import NetworkStack
-from tests.cfn_lint import cfn_lint
-from tests.conftest import cdk_json_context
+from stacks.components.hyperpod_dependencies.digest import DIGEST_COMMAND, chart_digest
+from stacks.components.hyperpod_dependencies.recipe import build_phases, chart_object_key, chart_values
+from stacks.components.hyperpod_dependencies.release import RELEASE, HyperPodDependencies
+from tests.support.apps import cli_app, cluster_stacks
+from tests.support.cfn_lint import cfn_lint
 
 HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
 BUILD_TYPE = "Custom::HyperPodChartBuild"
@@ -64,11 +56,8 @@ def synthesized(
 ) -> tuple[cx_api.CloudAssembly, dict[str, HyperPodDependencies]]:
     """Network + EKS from stacks/, a stack per chart source, cdk-nag on: any open finding raises here."""
     config = load_config({})
-    app = cdk.App(context=cdk_json_context(), outdir=str(tmp_path_factory.mktemp("cdk.out")))
-    network = NetworkStack(app, "Network", config=config.network, log_retention=RETENTION)
-    eks_stack = EksStack(
-        app, "Eks", config=config.eks, network=network, cluster_name="test-eks", log_retention=RETENTION
-    )
+    app = cli_app(tmp_path_factory.mktemp("cdk.out"))
+    cluster = cluster_stacks(app, config).cluster_access.cluster
     github = cdk.Stack(app, "GithubDeps")
     local = cdk.Stack(app, "LocalDeps")
     local_config = DependencyChartConfig(
@@ -78,12 +67,12 @@ def synthesized(
         "github": HyperPodDependencies(
             github,
             "Dependencies",
-            cluster=eks_stack.cluster,
+            cluster=cluster,
             config=config.hyperpod.dependency_chart,
             log_retention=RETENTION,
         ),
         "local": HyperPodDependencies(
-            local, "Dependencies", cluster=eks_stack.cluster, config=local_config, log_retention=RETENTION
+            local, "Dependencies", cluster=cluster, config=local_config, log_retention=RETENTION
         ),
     }
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from . import REPO
+
 CFN_LINT = str(Path(sys.executable).with_name("cfn-lint"))
 
 

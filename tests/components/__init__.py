@@ -1,0 +1,1 @@
+"""Tests of stacks/components/, one module per component."""
