@@ -80,7 +80,9 @@ def test_the_summary_shows_groups_fsx_and_a_price_that_adds_up(example) -> None:
     assert (fsx.mode, fsx.capacity_gib, fsx.deployment_type, fsx.throughput_per_tib) == (
         "static", 1200, "PERSISTENT_2", 250,
     )  # fmt: skip
-    expected = 0.461 + 2 * 63.296 + 1200 * 0.21 / 730 + 0.10 + 0.045
+    # The GCS store (on by default): a primary and one replica.
+    assert [(c.node_type, c.count) for c in plan.cache_nodes] == [("cache.t4g.small", 2)]
+    expected = 0.461 + 2 * 63.296 + 1200 * 0.21 / 730 + 2 * 0.0256 + 0.10 + 0.045
     assert plan.hourly_total == pytest.approx(expected)
     text = summary.summarize(out, "my-cluster.yaml")
     assert text.startswith("Config: my-cluster.yaml")
