@@ -106,7 +106,7 @@ destroy: preflight ## Show what is deleted (FSx and its checkpoints included), a
 status: deps-ops ## HyperPod nodes and RayCluster pods of the deployed cluster (ARGS=--watch to follow)
 	$(OPS) status $(ARGS)
 
-dashboard: deps-ops ## Port-forward the Ray dashboard and print its URL (Ctrl-C stops it)
+dashboard: deps-ops ## Port-forward the Ray dashboard and Grafana, print their URLs (Ctrl-C stops them)
 	$(OPS) dashboard $(ARGS)
 
 submit: deps-dev ## Submit jobs/fsdp_ray to the deployed cluster (ARGS='--follow -- --max-steps 500')
