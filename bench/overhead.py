@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -24,13 +25,22 @@ JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
 sys.path.insert(0, str(JOB_DIR))
 from lm_hooks import progress, steady_steps_per_s  # noqa: E402 - the job's own hook readers
 
+# Token auth as on the cluster, with a token of this run only: nothing read from or written to ~/.ray.
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
 MODEL = ["--gpus-per-worker", "0", "--num-workers", "2", "--d-model", "256", "--n-layers", "4",
          "--n-heads", "4", "--vocab-size", "4096", "--seq-len", "64", "--batch-size", "8",
          "--eval-every", "0", "--no-export", "--log-every-s", "5"]  # fmt: skip
 
 
 def run(cmd: list[str], log: Path, timeout: float) -> None:
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": "local",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **RAY_AUTH,
+        "PYTHONUNBUFFERED": "1",
+    }
     with log.open("wb") as out:
         done = subprocess.run(
             cmd, cwd=JOB_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False

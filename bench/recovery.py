@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -22,6 +23,9 @@ from typing import Any
 JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
 sys.path.insert(0, str(JOB_DIR))
 from lm_hooks import progress  # noqa: E402 - the job's own hook readers
+
+# Token auth as on the cluster, with a token of this run only: nothing read from or written to ~/.ray.
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 MODEL = ["--gpus-per-worker", "0", "--num-workers", "2", "--d-model", "128", "--n-layers", "4",
          "--n-heads", "4", "--vocab-size", "2048", "--seq-len", "64", "--batch-size", "8",
@@ -45,7 +49,7 @@ def launch(args: argparse.Namespace, work: Path, name: str) -> tuple[subprocess.
     cmd = [sys.executable, "train.py", *MODEL, "--storage-path", str(work / "results"), "--run-name", name,
            "--max-steps", str(args.max_steps), "--checkpoint-every", str(args.checkpoint_every),
            "--progress-dir", str(marks)]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", **RAY_AUTH}
     with (work / f"{name}.log").open("wb") as log:
         started = time.time()
         proc = subprocess.Popen(cmd, cwd=JOB_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,

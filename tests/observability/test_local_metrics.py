@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -51,6 +52,10 @@ RAY_PORTS = [
     "--max-worker-port=24999",
 ]
 RUN_NAME = "h13-throughput"
+# Token authentication on, as on the cluster (KubeRay's authOptions), with a token of this test only: an
+# explicit mode also keeps Ray from switching it on by itself when ~/.ray/auth_token exists. Ray serves its
+# metrics port without the token (Prometheus cannot send one); its dashboard and job API require it.
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 OWNER_VARIABLE = "RAY_HYPERPOD_OBSERVABILITY_TEST"
 
 # The training job itself (jobs/fsdp_ray, tiny and on CPU), joined to this test's Ray: its rank 0 publishes
@@ -118,6 +123,7 @@ def local_ray() -> Iterator[Path]:
     # Ray exports every 10 s by default; once a second keeps the test short.
     env = {
         **os.environ,
+        **RAY_AUTH,
         OWNER_VARIABLE: token,
         "RAY_metrics_report_interval_ms": "1000",
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -175,7 +181,7 @@ def _up_or_none() -> bool:
 @pytest.fixture(scope="module")
 def trained(prometheus: None) -> list[float]:
     """The tokens/s figures the job printed in its progress lines."""
-    env = {**os.environ, "RAY_ADDRESS": GCS_ADDRESS}
+    env = {**os.environ, **RAY_AUTH, "RAY_ADDRESS": GCS_ADDRESS}
     done = subprocess.run(
         JOB, check=False, env=env, timeout=300, cwd=TEMP_DIR, capture_output=True, text=True
     )
