@@ -223,12 +223,14 @@ def summarize(assembly: Path, config_name: str | None = None) -> str:
         lines.append(
             f"Kubernetes manifests: {manifests.resolve()}/ ({len(list(manifests.glob('*.yaml')))} files)"
         )
-    lines.append(f"{'stack':<12} {'name':<28} {'resources':>9}  top types")
-    for stack_id, template in templates(assembly).items():
+    all_templates = templates(assembly)
+    width = max(len("stack"), *map(len, all_templates))
+    lines.append(f"{'stack':<{width}} {'name':<28} {'resources':>9}  top types")
+    for stack_id, template in all_templates.items():
         types = Counter(resource["Type"] for resource in template.get("Resources", {}).values())
         top = ", ".join(f"{kind.split('::', 1)[1]} {count}" for kind, count in types.most_common(3))
         name = stacks(assembly)[stack_id]["properties"].get("stackName", stack_id)
-        lines.append(f"{stack_id:<12} {name:<28} {sum(types.values()):>9}  {top}")
+        lines.append(f"{stack_id:<{width}} {name:<28} {sum(types.values()):>9}  {top}")
     lines.append("Instance groups, storage and estimated price:")
     lines += price_table(read_plan(assembly))
     return "\n".join(lines)
