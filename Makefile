@@ -23,7 +23,7 @@ SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
-	bench-recovery job-local preflight deploy destroy status dashboard submit clean
+	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,12 @@ bench: deps-dev ## Synth-time benchmark (ratios against a one-cluster app measur
 
 bench-recovery: deps-dev ## Ray job recovery after a killed worker vs a cold start, in the same run (~3 min)
 	$(BIN)/python bench/recovery.py
+
+bench-overhead: deps-dev ## Ray Train vs torchrun steps/s, and sync vs async checkpoint stall, in one run (~3 min)
+	$(BIN)/python bench/overhead.py
+
+bench-head-recovery: deps-dev ## Head loss: time to resume with vs without GCS fault tolerance (~3 min; redis-server)
+	$(BIN)/python bench/head_recovery.py
 
 job-local: deps-dev ## Run the FSDP Ray job on a local Ray (CPU, 2 workers), storing under .ray_results/
 	$(BIN)/python jobs/fsdp_ray/train.py --gpus-per-worker 0 --num-workers 2 --storage-path "$(CURDIR)/.ray_results" \
