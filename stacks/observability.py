@@ -31,6 +31,10 @@ AMP_QUERY_ACTIONS = ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:
 
 
 class ObservabilityStack(cdk.Stack):
+    """Where Ray, GPU and job metrics go and how they are seen: the AMP workspace and its managed scraper
+    (or an in-cluster Prometheus), Grafana and the DCGM exporter. Its own stack because it needs only EKS:
+    it comes up while HyperPod provisions nodes, and it goes before the cluster it watches."""
+
     def __init__(
         self,
         scope: Construct,

@@ -30,6 +30,9 @@ FSX_CSI_DYNAMIC_DESCRIBE_ACTIONS = ("ec2:DescribeSubnets", "ec2:DescribeSecurity
 
 
 class PlatformStack(cdk.Stack):
+    """Cluster-wide software (HyperPod dependency chart, FSx CSI driver, KubeRay operator): its own stack so
+    that HyperPod can wait for it and the Ray stack is always destroyed before it (module docstring)."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, config: AppConfig, cluster: eks.Cluster, **kwargs
     ):

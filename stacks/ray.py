@@ -25,6 +25,9 @@ IMAGE_CONTEXT_EXCLUDES = ["*", "!docker/ray/Dockerfile", "!jobs/fsdp_ray", "**/_
 
 
 class RayStack(cdk.Stack):
+    """The user's Ray: namespace, /fsx claim, NetworkPolicies, RayCluster, optional RayJob and the Ray image.
+    Last to deploy and first to go: every operator, driver, store and node it needs outlives it."""
+
     def __init__(
         self,
         scope: Construct,
