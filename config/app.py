@@ -6,7 +6,15 @@ from typing import Any, NamedTuple
 from pydantic import Field, model_validator
 
 from .base import Section
-from .capacity import cpu_millis, cpu_quantity, memory_mib, memory_quantity, ray_pod_capacity
+from .capacity import (
+    SUPERVISOR,
+    Requests,
+    cpu_millis,
+    cpu_quantity,
+    memory_mib,
+    memory_quantity,
+    ray_pod_capacity,
+)
 from .eks import EksConfig
 from .gcs import GcsFaultToleranceConfig
 from .hyperpod import HyperPodConfig, InstanceGroupConfig
@@ -127,7 +135,8 @@ class AppConfig(Section):
                     "each Ray group needs its own instance group (one Ray pod per node)"
                 )
             used.setdefault(group.name, where)
-            problems += _size_problems(where, ray_group, group)
+            beside = self.head_neighbours() if isinstance(ray_group, HeadConfig) else ()
+            problems += _size_problems(where, ray_group, group, beside)
             if isinstance(ray_group, WorkerGroupConfig) and ray_group.max_replicas > group.count:
                 problems.append(
                     f"{where}.max_replicas={ray_group.max_replicas} exceeds the {group.count} "
@@ -146,11 +155,20 @@ class AppConfig(Section):
         """The project's image carries the EFA provider and aws-ofi-nccl; a user's image says so itself."""
         return self.ray.image_uri is None or self.ray.image_efa
 
+    @property
+    def runs_supervisor(self) -> bool:
+        """The declarative job runs through jobs/supervisor.py in a Kubernetes Job beside the head."""
+        return self.ray.job.enabled and self.ray.job.runner == "supervisor"
+
+    def head_neighbours(self) -> tuple[Requests, ...]:
+        """Pods pinned to the head's instance group besides the head: room is kept for them on its node."""
+        return (SUPERVISOR,) if self.runs_supervisor else ()
+
     def head_size(self) -> PodSize:
-        """Resources of the head pod: configured, or all its node can give a pod."""
+        """Resources of the head pod: configured, or all its node can give a pod next to its neighbours."""
         head = self.ray.head
         group = self.hyperpod.group(head.instance_group)
-        room = ray_pod_capacity(group.instance_type, group.threads_per_core)
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core, self.head_neighbours())
         # The head runs no tasks (num-cpus 0): its CPUs serve GCS, the dashboard and job drivers, so
         # fractions of a core are worth keeping.
         return PodSize(
@@ -185,14 +203,20 @@ class AppConfig(Section):
 
 
 def _size_problems(
-    where: str, ray_group: HeadConfig | WorkerGroupConfig, group: InstanceGroupConfig
+    where: str,
+    ray_group: HeadConfig | WorkerGroupConfig,
+    group: InstanceGroupConfig,
+    beside: tuple[Requests, ...] = (),
 ) -> list[str]:
-    """Configured sizes larger than one node of the group can give a pod; a node too small for any."""
+    """Configured sizes larger than one node of the group can give a pod (next to the pods `beside` it);
+    a node too small for any."""
     try:
-        room = ray_pod_capacity(group.instance_type, group.threads_per_core)
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core, beside)
     except UnknownInstanceTypeError as error:
         return [f"{where}: instance group {group.name!r}: {error}"]
     node = f"one {group.instance_type} node (ThreadsPerCore {group.threads_per_core})"
+    if beside:
+        node += " beside " + ", ".join(f"{r.name} ({r.cpu_millis}m, {r.memory_mib}Mi)" for r in beside)
     need_cpu = 1 if isinstance(ray_group, HeadConfig) else 1000  # a worker gets whole cores
     if room.cpu_millis < need_cpu or room.memory_mib < 1024:
         return [

@@ -10,6 +10,7 @@ derived from it by default and checked against it when configured. The model is 
     allocatable    = capacity - kube-reserved - eviction threshold (the EKS AMI's nodeadm formula)
     for a Ray pod  = allocatable - every per-node DaemonSet - every cluster Deployment (they may all land
                      on the same node: nothing keeps them off HyperPod nodes, the cluster's only nodes)
+                     - the pods pinned beside it (the job supervisor beside the head, when it runs)
 
 kube-reserved, from awslabs/amazon-eks-ami nodeadm (`internal/kubelet/config.go`):
     cpu    = 6% of the first core + 1% of the second + 0.5% of the next two + 0.25% of the rest
@@ -80,6 +81,13 @@ CLUSTER_DEPLOYMENTS: tuple[Requests, ...] = (
 )
 
 
+# The job supervisor (ray.job.runner=supervisor, k8s_charts/ray_supervisor.py) runs on the head's
+# instance group, beside a head pod that would otherwise take all a node can give: its requests (= limits)
+# are reserved here, the one place both the head's size and the supervisor's pod read them. It imports
+# Ray's job SDK (about 85 MiB resident with Ray 2.60) and polls the job API every few seconds.
+SUPERVISOR = Requests("ray-job-supervisor", 250, 256, "k8s_charts/ray_supervisor.py: requests = limits")
+
+
 class Capacity(NamedTuple):
     cpu_millis: int
     memory_mib: int
@@ -133,10 +141,15 @@ def overhead() -> tuple[int, int]:
     )
 
 
-def ray_pod_capacity(instance_type: str, threads_per_core: int) -> Capacity:
-    """The largest Ray pod that always fits one node of this type (raises UnknownInstanceTypeError)."""
+def ray_pod_capacity(
+    instance_type: str, threads_per_core: int, beside: tuple[Requests, ...] = ()
+) -> Capacity:
+    """The largest Ray pod that always fits one node of this type next to the pods `beside` it (pinned to
+    the same nodes), raises UnknownInstanceTypeError."""
     node = node_allocatable(instance_type, threads_per_core)
     cpu, memory = overhead()
+    cpu += sum(r.cpu_millis * r.replicas for r in beside)
+    memory += sum(r.memory_mib * r.replicas for r in beside)
     return node._replace(cpu_millis=node.cpu_millis - cpu, memory_mib=node.memory_mib - memory)
 
 

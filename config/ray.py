@@ -102,8 +102,20 @@ class MonitoringConfig(Section):
 
 
 class RayJobConfig(Section):
-    enabled: bool = Field(default=False, description="Also deploy a RayJob that runs jobs/fsdp_ray.")
-    name: DnsLabel1035 = Field(default="fsdp-train", description="RayJob name, also the run name.")
+    enabled: bool = Field(
+        default=False, description="Also run jobs/fsdp_ray on the cluster, declaratively (ray.job.runner)."
+    )
+    runner: Literal["supervisor", "rayjob"] = Field(
+        default="supervisor",
+        description="What submits the job. supervisor: a Kubernetes Job running jobs/supervisor.py beside "
+        "the head, which resubmits the run after a head loss so that it resumes from its last checkpoint "
+        "with no one acting. rayjob: a KubeRay RayJob, which dies with the head (KubeRay allows no retries "
+        "on a RayJob that selects an existing cluster).",
+    )
+    name: DnsLabel1035 = Field(
+        default="fsdp-train",
+        description="The run name; also the RayJob's name, or the supervisor Job's (<name>-supervisor).",
+    )
     entrypoint_args: tuple[CommandArgument, ...] = Field(
         default=("--max-steps", "1000", "--checkpoint-every", "50"),
         description="Extra train.py arguments, each one argument (quoted into the entrypoint).",

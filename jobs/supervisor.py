@@ -8,6 +8,10 @@ outside the head (a pod of its own, or any machine that reaches the dashboard), 
 entrypoint under a new submission id. The entrypoint must name its run (`--run-name`): train.py then
 resumes from the run's latest checkpoint under `--storage-path` instead of starting over.
 
+One supervisor owns a run. A supervisor that starts (again: its pod was replaced, or a deploy changed the
+arguments) takes over the live attempts an earlier supervisor submitted for the same run name: it watches
+the one with exactly its entrypoint and stops the others, so two drivers never train the same run.
+
     python3 jobs/supervisor.py --address http://127.0.0.1:8265 --working-dir jobs/fsdp_ray -- \
         python3 train.py --run-name my-run --storage-path /fsx/ray_results
 
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+SUBMISSION_PREFIX = "supervised-"
 
 
 @dataclass(frozen=True)
@@ -125,14 +130,60 @@ def watch(options: Options, client: Any, submission_id: str) -> tuple[Any, str]:
         time.sleep(options.poll_s)
 
 
+def run_name(entrypoint: list[str]) -> str | None:
+    """The value of the last --run-name (argparse keeps the last one)."""
+    names = [entrypoint[i + 1] for i, arg in enumerate(entrypoint[:-1]) if arg == "--run-name"]
+    return names[-1] if names else None
+
+
+def takeover(jobs: list[Any], entrypoint: list[str]) -> tuple[str | None, list[str]]:
+    """Among the cluster's jobs, the live supervised attempt of this run to keep watching (same entrypoint),
+    and the live supervised attempts of this run to stop (another entrypoint, or a second copy)."""
+    name, keep, stop = run_name(entrypoint), None, []
+    for job in jobs:
+        submission_id = job.submission_id or ""
+        status = str(job.status).rpartition(".")[2]
+        if not submission_id.startswith(SUBMISSION_PREFIX) or status in TERMINAL:
+            continue
+        try:
+            theirs = shlex.split(job.entrypoint)
+        except ValueError:
+            continue
+        if run_name(theirs) != name:
+            continue
+        if keep is None and theirs == entrypoint:
+            keep = submission_id
+        else:
+            stop.append(submission_id)
+    return keep, stop
+
+
+def _take_over(client: Any, options: Options) -> str | None:
+    try:
+        keep, stop = takeover(client.list_jobs(), options.entrypoint)
+    except Exception as error:
+        log("list_failed", error=str(error)[:200])
+        return None
+    for submission_id in stop:
+        with contextlib.suppress(Exception):
+            client.stop_job(submission_id)
+        log("stopped_other", submission_id=submission_id)
+    return keep
+
+
 def run(options: Options) -> int:
     client = connect(options)
     run_tag = uuid.uuid4().hex[:8]
     runtime_env = {"working_dir": options.working_dir} if options.working_dir else None
+    adopted = _take_over(client, options)
     for attempt in range(1, options.max_attempts + 1):
-        submission_id = f"supervised-{run_tag}-{attempt}"
-        client = _submit(options, client, submission_id, runtime_env)
-        log("submitted", attempt=attempt, submission_id=submission_id)
+        if attempt == 1 and adopted:
+            submission_id = adopted
+            log("adopted", attempt=attempt, submission_id=submission_id)
+        else:
+            submission_id = f"{SUBMISSION_PREFIX}{run_tag}-{attempt}"
+            client = _submit(options, client, submission_id, runtime_env)
+            log("submitted", attempt=attempt, submission_id=submission_id)
         client, status = watch(options, client, submission_id)
         log("finished", attempt=attempt, submission_id=submission_id, status=status)
         if status == "SUCCEEDED":

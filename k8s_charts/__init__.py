@@ -4,6 +4,7 @@ from .namespace import NamespaceChart
 from .network_policy import RayNetworkPolicyChart
 from .ray_cluster import RayClusterChart
 from .ray_job import JOB_DIR, RayJobChart
+from .ray_supervisor import RaySupervisorChart
 from .storage import DynamicFileSystem, StaticFileSystem, StorageChart
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "RayClusterChart",
     "RayJobChart",
     "RayNetworkPolicyChart",
+    "RaySupervisorChart",
     "StaticFileSystem",
     "StorageChart",
 ]

@@ -78,9 +78,9 @@ def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
     )
     pod = kuberay.Pod(
         container=container,
-        node_selector=_node_selector(group),
+        node_selector=node_selector(group),
         volumes=(RAY_TMP, _fsx(config)),
-        tolerations=_group_tolerations(group),
+        tolerations=group_tolerations(group),
     )
     # num-cpus 0: no tasks or actors on the head, whose CPUs belong to GCS, the dashboard and job drivers.
     return kuberay.head_group(ray_start_params={"dashboard-host": "0.0.0.0", "num-cpus": "0"}, pod=pod)
@@ -96,12 +96,12 @@ def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWork
         resources=_worker_resources(size),
         env={**_network_env(config, group, size), **gcs.worker_env(config)},
     )
-    tolerations = _group_tolerations(group)
+    tolerations = group_tolerations(group)
     if size.gpus > 0:
         tolerations += (kuberay.Toleration(key=GPU_RESOURCE),)
     pod = kuberay.Pod(
         container=container,
-        node_selector={**_node_selector(group), HEALTH_LABEL: SCHEDULABLE},
+        node_selector={**node_selector(group), HEALTH_LABEL: SCHEDULABLE},
         volumes=(RAY_TMP, SHARED_MEMORY, _fsx(config)),
         tolerations=tolerations,
     )
@@ -147,12 +147,12 @@ def _network_env(config: AppConfig, group: InstanceGroupConfig, size: PodSize) -
     return env
 
 
-def _node_selector(group: InstanceGroupConfig) -> dict[str, str]:
+def node_selector(group: InstanceGroupConfig) -> dict[str, str]:
     # Both labels: the group pins the pod to its nodes even when two groups share an instance type.
     return {INSTANCE_TYPE_LABEL: group.instance_type, INSTANCE_GROUP_LABEL: group.name}
 
 
-def _group_tolerations(group: InstanceGroupConfig) -> tuple[kuberay.Toleration, ...]:
+def group_tolerations(group: InstanceGroupConfig) -> tuple[kuberay.Toleration, ...]:
     """Tolerate the taints HyperPod puts on the group's nodes (InstanceGroupConfig.taints)."""
     return tuple(
         kuberay.Toleration(key=taint.key, value=taint.value, effect=taint.effect) for taint in group.taints

@@ -32,7 +32,7 @@ class RayJobChart(Chart):
         super().__init__(scope, id)
         job = config.ray.job
         self.job_name = job.name
-        self.entrypoint = shlex.join(_command(config))
+        self.entrypoint = shlex.join(train_command(config))
         ray.RayJob(
             self,
             "ray-job",
@@ -48,8 +48,9 @@ class RayJobChart(Chart):
         )
 
 
-def _command(config: AppConfig) -> list[str]:
-    """train.py with defaults derived from the cluster first, so `entrypoint_args` can override them."""
+def train_command(config: AppConfig) -> list[str]:
+    """train.py with defaults derived from the cluster first, so `entrypoint_args` can override them: the
+    one derivation of the job's arguments, for the RayJob's entrypoint and the supervisor's alike."""
     derived = train_args(config, config.ray.job.name)
     return [
         "python3",

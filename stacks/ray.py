@@ -1,4 +1,5 @@
-"""What users work with: the Ray namespace, the /fsx claim, the RayCluster and (optionally) a RayJob."""
+"""What users work with: the Ray namespace, the /fsx claim, the RayCluster and (optionally) the job that
+trains on it: a supervisor Job or a RayJob."""
 
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from k8s_charts.namespace import NamespaceChart
 from k8s_charts.network_policy import RayNetworkPolicyChart
 from k8s_charts.ray_cluster import RayClusterChart
 from k8s_charts.ray_job import RayJobChart
+from k8s_charts.ray_supervisor import RaySupervisorChart
 from k8s_charts.storage import DynamicFileSystem, StaticFileSystem, StorageChart
 
 from .components.gcs_store import GcsStore
@@ -21,11 +23,19 @@ from .kubernetes import ChartDeployer
 
 REPO = Path(__file__).resolve().parents[1]
 # The image build sees only the Dockerfile and the job: a small, reproducible build context.
-IMAGE_CONTEXT_EXCLUDES = ["*", "!docker/ray/Dockerfile", "!jobs/fsdp_ray", "**/__pycache__", "**/*.pyc"]
+IMAGE_CONTEXT_EXCLUDES = [
+    "*",
+    "!docker/ray/Dockerfile",
+    "!jobs/fsdp_ray",
+    "!jobs/supervisor.py",
+    "**/__pycache__",
+    "**/*.pyc",
+]
 
 
 class RayStack(cdk.Stack):
-    """The user's Ray: namespace, /fsx claim, NetworkPolicies, RayCluster, optional RayJob and the Ray image.
+    """The user's Ray: namespace, /fsx claim, NetworkPolicies, RayCluster, the optional job (its supervisor
+    Job or a RayJob) and the Ray image.
     Last to deploy and first to go: every operator, driver, store and node it needs outlives it."""
 
     def __init__(
@@ -49,7 +59,8 @@ class RayStack(cdk.Stack):
         claim = self.deployer.apply("ClaimManifest", self._storage_chart(config, cluster_access, file_system))
         # The claim lives in the namespace; on destroy it goes first (a namespace deletion would race it).
         claim.node.add_dependency(namespace)
-        cluster_chart = RayClusterChart(k8s, "ray-cluster", config=config, image=self._image(config))
+        image, image_key = self._image(config)
+        cluster_chart = RayClusterChart(k8s, "ray-cluster", config=config, image=image)
         ray_cluster = self.deployer.apply("RayClusterManifest", cluster_chart)
         # Created after its claim; deleted before it, so the PVC is not held by running pods
         # (kubernetes.io/pvc-protection would keep the PVC, and a dynamic file system, alive).
@@ -69,7 +80,19 @@ class RayStack(cdk.Stack):
         ):
             part.node.add_dependency(namespace)  # Service and Secret live in the namespace
             ray_cluster.node.add_dependency(part)  # KubeRay's Redis cleanup on delete needs both
-        if config.ray.job.enabled:
+        self.supervisor_job_name: str | None = None
+        if config.runs_supervisor:
+            chart = RaySupervisorChart(
+                k8s, "ray-supervisor", config=config, cluster=cluster_chart, image=image, image_key=image_key
+            )
+            job = self.deployer.apply("RaySupervisorManifest", chart)
+            # It submits to the cluster's head with the token of the Secret KubeRay creates for the cluster:
+            # created after both; on destroy it stops before the cluster goes, so it never resubmits a run
+            # to a head that is being deleted.
+            job.node.add_dependency(ray_cluster)
+            self.supervisor_job_name = chart.job_name
+            cdk.CfnOutput(self, "SupervisorJob", value=chart.job_name)
+        elif config.ray.job.enabled:
             job = self.deployer.apply("RayJobManifest", RayJobChart(k8s, "ray-job", config=config))
             # The job submits to the running cluster; on destroy it stops before the cluster goes.
             job.node.add_dependency(ray_cluster)
@@ -96,9 +119,11 @@ class RayStack(cdk.Stack):
             k8s, "fsx-storage", storage=config.storage, namespace=config.ray.namespace, dynamic=dynamic
         )
 
-    def _image(self, config: AppConfig) -> str:
+    def _image(self, config: AppConfig) -> tuple[str, str]:
+        """The image URI (a deploy-time token when built here), and a synth-time string that changes
+        with it."""
         if config.ray.image_uri:
-            return config.ray.image_uri
+            return config.ray.image_uri, config.ray.image_uri
         asset = ecr_assets.DockerImageAsset(
             self,
             "RayImage",
@@ -109,7 +134,7 @@ class RayStack(cdk.Stack):
             exclude=IMAGE_CONTEXT_EXCLUDES,
             ignore_mode=cdk.IgnoreMode.DOCKER,
         )
-        return asset.image_uri
+        return asset.image_uri, asset.asset_hash
 
     def _outputs(self, config: AppConfig, cluster: eks.ICluster, chart: RayClusterChart) -> None:
         cdk.CfnOutput(self, "ClusterName", value=cluster.cluster_name)

@@ -1,20 +1,26 @@
 """Config values that reach a shell arrive there as data: each generated line is run by bash, with the
 command replaced by one that prints its arguments, and the arguments are compared with the config values.
 
-Sinks: the RayJob entrypoint (KubeRay runs it through a shell in the submitter pod) and the CodeBuild
+Sinks: the RayJob entrypoint (KubeRay runs it through a shell in the submitter pod), the supervisor's
+entrypoint (no shell in its pod; Ray runs the entrypoint it submits through one) and the CodeBuild
 buildspec of the HyperPod dependency chart. The lifecycle script takes no config value (it is uploaded as
 it is in lifecycle_scripts/), which the last test pins.
 """
 
+import importlib.util
 import json
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import cdk8s
 
 from config import load_config
 from config.hyperpod import DependencyChartConfig
+from k8s_charts.ray_cluster import RayClusterChart
 from k8s_charts.ray_job import RayJobChart
+from k8s_charts.ray_supervisor import RaySupervisorChart
 from stacks.components.hyperpod_dependencies.recipe import build_phases
 from stacks.components.lifecycle_scripts import SCRIPTS_DIR
 
@@ -49,6 +55,40 @@ def test_rayjob_entrypoint_passes_each_argument_as_data(tmp_path):
     argv = run_as_argv(chart.entrypoint, "python3", tmp_path)
     assert argv[0] == "train.py"
     assert argv[argv.index("--storage-path") - len(arguments) : argv.index("--storage-path")] == arguments
+    assert not canary.exists()
+
+
+def _supervisor_module():
+    path = Path(__file__).resolve().parents[1] / "jobs" / "supervisor.py"
+    spec = importlib.util.spec_from_file_location("supervisor", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("supervisor", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_supervisor_job_passes_each_argument_as_data_to_the_end(tmp_path):
+    """The Job's argv list holds each value as one element (Kubernetes execs it, no shell); the supervisor
+    submits them to Ray joined with shlex, and the shell Ray runs that line in gives train.py the same
+    arguments."""
+    canary = tmp_path / "pwned"
+    arguments = [value.format(canary=canary) for value in METACHARACTERS]
+    config = load_config({"ray.job.enabled": "true", "ray.job.entrypoint_args": json.dumps(arguments)})
+    app = cdk8s.App()
+    cluster = RayClusterChart(app, "cluster", config=config, image="ray:2.60.0")
+    chart = RaySupervisorChart(app, "sup", config=config, cluster=cluster, image="ray:2.60.0", image_key="k")
+    (job,) = [o for o in chart.to_json() if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    argv = container["command"] + container["args"]
+    assert argv == chart.argv
+    end = argv.index("--storage-path")
+    assert argv[end - len(arguments) : end] == arguments
+    options = _supervisor_module().parse_args(container["args"])
+    received = run_as_argv(shlex.join(options.entrypoint), "python3", tmp_path)
+    assert received == options.entrypoint[1:]
+    assert received[received.index("--storage-path") - len(arguments) : received.index("--storage-path")] == (
+        arguments
+    )
     assert not canary.exists()
 
 

@@ -345,7 +345,8 @@ def test_valid_edge_cases_synthesize(tmp_path, capsys):
     application = cli_app(tmp_path / "cdk.out", context)
     entry_point.main(application)
     assert "config error" not in capsys.readouterr().err
-    assert (tmp_path / "cdk.out" / "manifests" / "Ray-RayJobManifest.yaml").is_file()
+    # The default runner: the supervisor Job, whose name (47 + 13 characters) still fits 63.
+    assert (tmp_path / "cdk.out" / "manifests" / "Ray-RaySupervisorManifest.yaml").is_file()
 
 
 def test_a_config_error_is_raised_before_any_stack_exists():

@@ -14,6 +14,7 @@ from k8s_charts import (
     RayClusterChart,
     RayJobChart,
     RayNetworkPolicyChart,
+    RaySupervisorChart,
     StaticFileSystem,
     StorageChart,
 )
@@ -55,7 +56,25 @@ SCENARIOS: dict[str, dict[str, str]] = {
         "ray.monitoring.prometheus_host": "http://prometheus.monitoring:9090",
         "ray.monitoring.grafana_iframe_host": "http://localhost:3000",
     },
-    "job": {"ray.job.enabled": "true", "ray.job.shutdown_after_job_finishes": "true"},
+    "job": {
+        "ray.job.enabled": "true",
+        "ray.job.runner": "rayjob",
+        "ray.job.shutdown_after_job_finishes": "true",
+    },
+    # The default runner, on an instance group with a taint the supervisor must tolerate like the head.
+    "supervisor": {
+        "ray.job.enabled": "true",
+        "hyperpod.instance_groups": json.dumps(
+            [
+                {
+                    **G5_ONLY_GROUPS[0],
+                    "taints": [{"key": "dedicated", "value": "head", "effect": "NoSchedule"}],
+                },
+                *G5_ONLY_GROUPS[1:],
+            ]
+        ),
+        "ray.worker_groups": json.dumps(G5_ONLY_WORKERS),
+    },
     "g5_workers": {
         "hyperpod.instance_groups": json.dumps(G5_GROUPS),
         "ray.worker_groups": json.dumps(G5_WORKERS),
@@ -109,7 +128,16 @@ def synth(overrides: Mapping[str, str]) -> Synth:
             app, "network-policy", config=config, scraper_cidr=SCRAPER_CIDR
         ),
     }
-    if config.ray.job.enabled:
+    if config.runs_supervisor:
+        result.charts["ray_supervisor"] = RaySupervisorChart(
+            app,
+            "ray-supervisor",
+            config=config,
+            cluster=result.charts["ray_cluster"],
+            image=IMAGE,
+            image_key=IMAGE,
+        )
+    elif config.ray.job.enabled:
         result.charts["ray_job"] = RayJobChart(app, "ray-job", config=config)
     result.manifests = {name: Testing.synth(chart) for name, chart in result.charts.items()}
     return result

@@ -13,9 +13,13 @@ def job(result: Synth) -> dict[str, Any]:
     return result.one("RayJob")
 
 
-def test_only_built_when_enabled(synths: dict[str, Synth]) -> None:
+def test_only_built_when_enabled_with_the_rayjob_runner(synths: dict[str, Synth]) -> None:
     with_job = {name for name, result in synths.items() if "ray_job" in result.manifests}
-    assert with_job == {name for name, overrides in SCENARIOS.items() if overrides.get("ray.job.enabled")}
+    assert with_job == {
+        name
+        for name, overrides in SCENARIOS.items()
+        if overrides.get("ray.job.enabled") and overrides.get("ray.job.runner") == "rayjob"
+    }
 
 
 def test_selects_the_existing_cluster(synths: dict[str, Synth]) -> None:
@@ -55,6 +59,7 @@ def test_entrypoint_follows_config() -> None:
     result = synth(
         {
             "ray.job.enabled": "true",
+            "ray.job.runner": "rayjob",
             "ray.job.name": "short",
             "ray.job.entrypoint_args": '["--max-steps", "10", "--num-workers", "2"]',
             "storage.mount_path": "/data",

@@ -10,10 +10,11 @@ from tests.k8s.scenarios import SCENARIOS, Synth
 from tests.support.k8s_validation import default_crd_dir, object_problems, validate_k8s_objects
 
 # Namespace + PV + PVC (static) or StorageClass + PVC (dynamic) + RayCluster + 3 NetworkPolicies (the third
-# admits the metrics collector; observability is on in every scenario) (+ RayJob).
+# admits the metrics collector; observability is on in every scenario) (+ the supervisor Job or a RayJob).
 EXPECTED_OBJECTS = {
     name: 8 if overrides.get("ray.job.enabled") else 7 for name, overrides in SCENARIOS.items()
 }
+EXPECTED_KINDS = {"job": "RayJob", "supervisor": "Job"}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -21,6 +22,20 @@ def test_every_object_validates(synths: dict[str, Synth], crd_dir: Path, scenari
     result = synths[scenario]
     checked = validate_k8s_objects(result.objects(), result.config.eks.version, crd_dir)
     assert checked == EXPECTED_OBJECTS[scenario]
+    if scenario in EXPECTED_KINDS:
+        assert len([o for o in result.objects() if o["kind"] == EXPECTED_KINDS[scenario]]) == 1
+
+
+def test_rejects_a_broken_supervisor_job(synths: dict[str, Synth], crd_dir: Path) -> None:
+    job = broken(synths["supervisor"], "Job")
+    job["spec"]["podFailurePolicy"]["rules"][0]["action"] = 3
+    with pytest.raises(
+        AssertionError, match=r"podFailurePolicy\.rules\.0\.action: 3 is not of type 'string'"
+    ):
+        validate_k8s_objects([job], "1.33", crd_dir)
+    job = broken(synths["supervisor"], "Job")
+    job["spec"]["template"]["spec"]["containers"][0]["comand"] = ["python3"]
+    assert any("'comand' was unexpected" in p for p in object_problems(job, "1.33", crd_dir))
 
 
 def test_the_fixture_finds_the_same_crds_as_the_helper(crd_dir: Path) -> None:

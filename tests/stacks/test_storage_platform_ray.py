@@ -190,8 +190,10 @@ def test_ray_image_is_built_from_the_pinned_version_and_a_minimal_context(assemb
     context = Path(assembly.directory, image["source"]["directory"])
     files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
     assert "docker/ray/Dockerfile" in files and "jobs/fsdp_ray/train.py" in files
-    # CDK keeps the .dockerignore in the staged context; everything else is the Dockerfile and the job.
-    outside = [f for f in files if f not in {".dockerignore", "docker/ray/Dockerfile"}]
+    assert "jobs/supervisor.py" in files  # the supervisor Job runs it from the image
+    # CDK keeps the .dockerignore in the staged context; everything else is the Dockerfile, the job and
+    # its supervisor.
+    outside = [f for f in files if f not in {".dockerignore", "docker/ray/Dockerfile", "jobs/supervisor.py"}]
     assert all(f.startswith("jobs/fsdp_ray/") for f in outside), files
     assert not any("__pycache__" in f for f in files)
 
@@ -395,3 +397,32 @@ def test_csi_controller_region_is_explicit(templates):
     values = driver["Properties"]["Values"]
     assert json.loads(_joined(values))["controller"]["region"] == "TOKEN"
     assert {"Ref": "AWS::Region"} in values["Fn::Join"][1]
+
+
+def test_the_supervisor_job_is_an_output_and_fits_beside_the_head(dynamic_app):
+    """ray.job.enabled with the default runner: the Ray stack names the Job for `ops status`, and the head
+    and the supervisor together fit what one node of the head's group leaves for pods."""
+    stacks, assembly = dynamic_app
+    templates = {stack.id: stack.template for stack in assembly.stacks}
+    outputs = Template.from_json(templates["Ray"]).find_outputs("*")
+    objects = _manifest_objects(templates["Ray"])
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert outputs["SupervisorJob"]["Value"] == stacks.ray.supervisor_job_name == job["metadata"]["name"]
+    (head,) = [r for r in ray_pods_and_nodes(templates) if r[0] == "head"]
+    _, requests, group, _ = head
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert (
+        job["spec"]["template"]["spec"]["nodeSelector"]["sagemaker.amazonaws.com/instance-group-name"]
+        == (group["InstanceGroupName"])
+    )
+    room = ray_pod_capacity(group["InstanceType"], group["ThreadsPerCore"])
+    supervisor = container["resources"]["requests"]
+    assert cpu_millis(str(requests["cpu"])) + cpu_millis(supervisor["cpu"]) <= room.cpu_millis
+    assert memory_mib(str(requests["memory"])) + memory_mib(supervisor["memory"]) <= room.memory_mib
+    assert container["image"] == "TOKEN"  # the Ray image, built at deploy like the RayCluster's
+
+
+def test_without_the_job_there_is_no_supervisor(templates, default_app):
+    stacks, _ = default_app
+    assert stacks.ray.supervisor_job_name is None
+    assert "SupervisorJob" not in Template.from_json(templates["Ray"]).find_outputs("*")

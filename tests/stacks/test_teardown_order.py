@@ -118,9 +118,19 @@ def test_dynamic_file_systems_are_swept_after_the_csi_driver_and_the_claim(dynam
         assert sweep in dynamic_graph.depends_on(dynamic_graph.find(first))
 
 
-def test_ray_job_goes_before_its_cluster(dynamic_graph):
-    job, cluster = dynamic_graph.find(manifest_of("RayJob")), dynamic_graph.find(manifest_of("RayCluster"))
+def test_supervisor_job_goes_before_its_cluster(dynamic_graph):
+    """The default runner: created after the RayCluster (its head and token Secret), deleted before it."""
+    job, cluster = dynamic_graph.find(manifest_of("Job")), dynamic_graph.find(manifest_of("RayCluster"))
     assert cluster in dynamic_graph.depends_on(job)
+    assert job not in dynamic_graph.depends_on(cluster)
+    assert not any(manifest_of("RayJob")(r) for r in dynamic_graph.templates["Ray"]["Resources"].values())
+
+
+def test_ray_job_goes_before_its_cluster(tmp_path_factory):
+    config = load_config({"ray.job.enabled": "true", "ray.job.runner": "rayjob"})
+    graph = Graph(synth_app(config, tmp_path_factory.mktemp("rayjob"))[1])
+    job, cluster = graph.find(manifest_of("RayJob")), graph.find(manifest_of("RayCluster"))
+    assert cluster in graph.depends_on(job)
 
 
 def test_static_file_system_waits_only_for_the_network(graph):
