@@ -138,11 +138,29 @@ def render_status(deployment: Deployment, context: str, grafana: str | None = No
         parts.append(ray_view(clusters, kube.ray_pods(context, deployment.ray_namespace)))
         done = done and bool(clusters) and all(c.get("status", {}).get("state") == "ready" for c in clusters)
         parts.append(gcs_view(deployment, context))
+        supervisor = deployment.ray_outputs.get("SupervisorJob")
+        if supervisor:
+            parts.append(supervisor_view(supervisor, kube.job(context, deployment.ray_namespace, supervisor)))
     if grafana is not None:
         parts.append(gpu_view(gpu_utilization_by_node(grafana)))
     group = Group(*parts)
     group.done = done  # type: ignore[attr-defined]  (read by --watch)
     return group
+
+
+def supervisor_view(name: str, job: dict | None) -> str:
+    """The declarative training run's supervisor (ray.job.enabled): running, done, or failed and why."""
+    if job is None:
+        return f"Supervisor job {name}: not found (deleted, or replaced by a newer deploy)"
+    status = job.get("status", {})
+    conditions = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+    if "Complete" in conditions:
+        return f"Supervisor job {name}: the training run succeeded"
+    if "Failed" in conditions:
+        reason = conditions["Failed"].get("message") or conditions["Failed"].get("reason", "")
+        return f"Supervisor job {name}: failed ({reason})"
+    restarts = status.get("failed", 0)
+    return f"Supervisor job {name}: running ({status.get('active', 0)} pod, {restarts} replaced)"
 
 
 def gcs_view(deployment: Deployment, context: str) -> str:

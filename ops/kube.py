@@ -47,6 +47,12 @@ def ray_pods(context: str, namespace: str) -> list[dict]:
     return kubectl_json(context, "-n", namespace, "get", "pods", "-l", RAY_CLUSTER_LABEL)["items"]
 
 
+def job(context: str, namespace: str, name: str) -> dict | None:
+    """A Kubernetes Job, or None when it does not exist."""
+    found = kubectl_json(context, "-n", namespace, "get", "jobs", "--field-selector", f"metadata.name={name}")
+    return found["items"][0] if found["items"] else None
+
+
 def ray_token(context: str, namespace: str, secret: str) -> str:
     """The Ray auth token from the Secret KubeRay uses (key `auth_token`)."""
     data = kubectl_json(context, "-n", namespace, "get", "secret", secret).get("data", {})

@@ -359,3 +359,41 @@ def test_dashboard_opens_ray_and_grafana_together(deployed, fake_tools, monkeypa
     assert "Grafana: http://127.0.0.1:3000" in result.output
     forwards = [call[-2:] for call in fake_tools.calls() if "port-forward" in call]
     assert forwards == [["svc/ray-cluster-head-svc", "8265:8265"], ["svc/grafana", "3000:80"]]
+
+
+@pytest.mark.parametrize(
+    ("job", "line"),
+    [
+        (
+            {"status": {"active": 1, "failed": 1}},
+            "Supervisor job fsdp-train-sup-1a2b3c4d: running (1 pod, 1 replaced)",
+        ),
+        (
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}},
+            "Supervisor job fsdp-train-sup-1a2b3c4d: the training run succeeded",
+        ),
+        (
+            {"status": {"conditions": [{"type": "Failed", "status": "True", "message": "exit code 2"}]}},
+            "Supervisor job fsdp-train-sup-1a2b3c4d: failed (exit code 2)",
+        ),
+        (None, "Supervisor job fsdp-train-sup-1a2b3c4d: not found"),
+    ],
+)
+def test_status_shows_the_supervisor_jobs_state(deployed, fake_tools, monkeypatch, job, line) -> None:
+    outputs, config = deployed
+    values = json.loads(outputs.read_text())
+    values["demo-ray"]["SupervisorJob"] = "fsdp-train-sup-1a2b3c4d"
+    outputs.write_text(json.dumps(values))
+    client, stub = _sagemaker_stub()
+    monkeypatch.setattr(hyperpod, "sagemaker", lambda region: client)
+    monkeypatch.setenv("COLUMNS", "200")
+    _ray_answers(fake_tools)
+    fake_tools.answer(
+        "kubectl --context demo-eks -n ray get jobs --field-selector "
+        "metadata.name=fsdp-train-sup-1a2b3c4d -o json",
+        {"items": [job] if job else []},
+    )
+    with stub:
+        result = CliRunner().invoke(app, ["--outputs-file", str(outputs), "--config", str(config), "status"])
+    assert result.exit_code == 0, result.output
+    assert line in result.output
