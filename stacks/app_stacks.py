@@ -41,6 +41,17 @@ class AppStacks:
         return [stack for stack in stacks if stack is not None]
 
 
+def cluster_access_of(network: NetworkStack, eks: EksStack) -> ClusterAccess:
+    """What stacks that run on the cluster need of the network and EKS stacks (here, where stacks meet)."""
+    return ClusterAccess(
+        cluster=eks.cluster,
+        cluster_name=eks.cluster_name,
+        private_subnets=network.private_subnets,
+        node_security_group=network.node_security_group,
+        compute_subnet=network.compute_subnet,
+    )
+
+
 def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     """Every stack, named `<prefix>-<part>`, in the given environment (or environment-agnostic)."""
     env = cdk.Environment(account=config.env.account, region=config.env.region)
@@ -75,13 +86,7 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
         log_retention=log_retention,
         **name("eks"),
     )
-    cluster_access = ClusterAccess(
-        cluster=eks.cluster,
-        cluster_name=eks.cluster_name,
-        private_subnets=network.private_subnets,
-        node_security_group=network.node_security_group,
-        compute_subnet=network.compute_subnet,
-    )
+    cluster_access = cluster_access_of(network, eks)
     platform = PlatformStack(app, "Platform", config=config, cluster=eks.cluster, **name("platform"))
     hyperpod = HyperPodStack(
         app, "HyperPod", config=config, cluster_access=cluster_access, **name("hyperpod")

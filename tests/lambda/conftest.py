@@ -12,15 +12,13 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.support.handlers import load_handler
+from tests.support.handlers import fresh_handler, load_handler
 
 REGION = "us-east-1"
 
 # The cluster handler and its wait-condition poller (same folder); the folder is importable as in Lambda,
 # so test modules import its siblings (`cfn_coerce`, `cluster_diff`) by their plain names.
-_HANDLER = load_handler("hyperpod_cluster")
 _NODE_WAIT = load_handler("hyperpod_cluster", "node_wait")
-_REAL_CLIENT = _HANDLER._client  # fixtures replace the attribute; keep the cached original to reset it
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +38,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def handler(aws_env: None) -> Iterator[ModuleType]:
     """The handler module with a fresh client cache and log memory for each test."""
-    _REAL_CLIENT.cache_clear()
-    _HANDLER._last_status.clear()
-    yield _HANDLER
-    _REAL_CLIENT.cache_clear()
+    with fresh_handler("hyperpod_cluster", "_last_status") as module:
+        yield module
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.support.events import REGION, custom_resource_event, poll_event
-from tests.support.handlers import load_handler
+from tests.support.handlers import fresh_handler, load_handler
 
 TAG = {"Key": "ray-on-hyperpod/deployment", "Value": "ray-hyperpod"}
 OTHER = {"Key": TAG["Key"], "Value": "another-deployment"}
@@ -25,12 +25,8 @@ selection = load_handler("fsx_cleanup", "fsx_selection")
 @pytest.fixture
 def handler(aws_env: None) -> Iterator[ModuleType]:
     """The handler module with a fresh client cache and log memory for each test."""
-    module = load_handler("fsx_cleanup")
-    real_client = module._client  # `cleanup` replaces the attribute until after this teardown
-    real_client.cache_clear()
-    module._last_remaining.clear()
-    yield module
-    real_client.cache_clear()
+    with fresh_handler("fsx_cleanup", "_last_remaining") as module:
+        yield module
 
 
 @pytest.fixture

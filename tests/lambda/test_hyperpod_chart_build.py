@@ -13,7 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.support.events import REGION, custom_resource_event, poll_event
-from tests.support.handlers import load_handler
+from tests.support.handlers import fresh_handler, load_handler
 
 URL = "s3://bucket/hyperpod-dependencies/abc.zip"
 BUILD_ID = "chart-build:0f6c3a7e-1111-2222-3333-444455556666"
@@ -25,12 +25,8 @@ outcome = load_handler("hyperpod_chart_build", "build_outcome")
 @pytest.fixture
 def handler(aws_env: None) -> Iterator[ModuleType]:
     """The handler module with a fresh client cache and log memory for each test."""
-    module = load_handler("hyperpod_chart_build")
-    real_client = module._client  # `stub` replaces the attribute until after this teardown
-    real_client.cache_clear()
-    module._last_status.clear()
-    yield module
-    real_client.cache_clear()
+    with fresh_handler("hyperpod_chart_build", "_last_status") as module:
+        yield module
 
 
 @pytest.fixture

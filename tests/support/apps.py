@@ -15,7 +15,7 @@ from aws_cdk import cx_api
 from cdk_nag import AwsSolutionsChecks
 
 from config import AppConfig
-from stacks.app_stacks import AppStacks, build_stacks
+from stacks.app_stacks import AppStacks, build_stacks, cluster_access_of
 from stacks.eks import ClusterAccess, EksStack
 from stacks.network import NetworkStack
 
@@ -82,11 +82,4 @@ def cluster_stacks(app: cdk.App, config: AppConfig) -> ClusterStacks:
         log_retention=RETENTION,
         env=env,
     )
-    access = ClusterAccess(
-        cluster=eks.cluster,
-        cluster_name=eks.cluster_name,
-        private_subnets=network.private_subnets,
-        node_security_group=network.node_security_group,
-        compute_subnet=network.compute_subnet,
-    )
-    return ClusterStacks(network=network, eks=eks, cluster_access=access)
+    return ClusterStacks(network=network, eks=eks, cluster_access=cluster_access_of(network, eks))

@@ -10,9 +10,11 @@ handlers; a clash is an error here rather than a test silently reading another h
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -35,6 +37,19 @@ def load_handler(handler_dir_name: str, module: str = ENTRY) -> ModuleType:
     if Path(loaded.__file__ or "").resolve() != path:
         raise ImportError(f"module {module!r} resolves to {loaded.__file__}, not {path}: rename one of them")
     return loaded
+
+
+@contextlib.contextmanager
+def fresh_handler(handler_dir_name: str, log_memory: str) -> Iterator[ModuleType]:
+    """The handler's entry module with an empty client cache and an empty per-request log memory (the
+    module-level dict named `log_memory`), as a new Lambda container starts; the cache is emptied again after,
+    so no stubbed client outlives the test."""
+    module = load_handler(handler_dir_name)
+    real_client = module._client  # a test may replace the attribute with a stub until after this teardown
+    real_client.cache_clear()
+    getattr(module, log_memory).clear()
+    yield module
+    real_client.cache_clear()
 
 
 def _load_entry(handler_dir_name: str, path: Path) -> ModuleType:
