@@ -19,7 +19,7 @@ CREATE_ONLY_GROUP = ("ExecutionRole", "ThreadsPerCore")
 # Group fields DescribeCluster echoes as they were requested; compared with the live cluster. A field the live
 # answer leaves out is not compared (it cannot be told apart from "unchanged", and guessing would loop
 # updates).
-LIVE_GROUP_FIELDS = ("InstanceType", "LifeCycleConfig", "TrainingPlanArn")
+LIVE_GROUP_FIELDS = ("InstanceType", "LifeCycleConfig", "TrainingPlanArn", "InstanceStorageConfigs")
 LIVE_TOP_FIELDS = ("NodeRecovery", "NodeProvisioningMode")
 # Group fields with their own comparison, or none.
 SPECIAL_GROUP_FIELDS = {"InstanceGroupName", "InstanceCount", "OnStartDeepHealthChecks", "KubernetesConfig"}
@@ -56,6 +56,19 @@ def describe_create_only(name: str, paths: list[str]) -> str:
         f"Cannot update HyperPod cluster {name!r}: {', '.join(paths)} is create-only. Rename the cluster "
         "(hyperpod.cluster_name) to replace it with a new one, or restore the old value. Nothing was changed."
     )
+
+
+def target_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What a freshly created cluster lacks: a requested group, or a group's target count. Field echoes are
+    not compared: a form the service normalizes must not hold a create for its whole budget."""
+    live_groups = _groups(live)
+    found = []
+    for name, group in _groups(new).items():
+        if name not in live_groups:
+            found.append(f"InstanceGroups[{name}] missing")
+        elif _target(live_groups[name]) != group.get("InstanceCount"):
+            found.append(f"InstanceGroups[{name}].InstanceCount")
+    return found
 
 
 def live_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -124,9 +137,9 @@ def tag_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[list[d
 def _group_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
     found = []
     # TargetCount is what the service is working towards; CurrentCount lags while instances provision.
-    if live.get("TargetCount", live.get("CurrentCount")) != new.get("InstanceCount"):
+    if _target(live) != new.get("InstanceCount"):
         found.append("InstanceCount")
-    found += [key for key in LIVE_GROUP_FIELDS if key in live and live[key] != new.get(key)]
+    found += [key for key in LIVE_GROUP_FIELDS if key in live and not _same(live[key], new.get(key))]
     checks = live.get("OnStartDeepHealthChecks")
     if checks is not None and sorted(checks) != sorted(new.get("OnStartDeepHealthChecks", [])):
         found.append("OnStartDeepHealthChecks")
@@ -138,6 +151,23 @@ def _group_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ):
         found.append("KubernetesConfig.Taints")
     return found
+
+
+def _target(live_group: dict[str, Any]) -> Any:
+    return live_group.get("TargetCount", live_group.get("CurrentCount"))
+
+
+def _same(live: Any, wanted: Any) -> bool:
+    """Whether the live echo of a field is what was requested, up to the forms a service echo may take:
+    an S3 URI with or without its trailing `/` (AWS's samples send none, this app sends one), members the
+    live answer adds (service defaults, e.g. `RootVolume: false`) or leaves out. Lists compare in order."""
+    if isinstance(live, dict) and isinstance(wanted, dict):
+        return all(_same(live[key], value) for key, value in wanted.items() if key in live)
+    if isinstance(live, list) and isinstance(wanted, list):
+        return len(live) == len(wanted) and all(_same(a, b) for a, b in zip(live, wanted, strict=True))
+    if isinstance(live, str) and isinstance(wanted, str) and wanted.startswith("s3://"):
+        return live.rstrip("/") == wanted.rstrip("/")
+    return bool(live == wanted)
 
 
 def _unreported(group: dict[str, Any]) -> dict[str, Any]:

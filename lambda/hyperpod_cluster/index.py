@@ -4,7 +4,9 @@ Create: `create_cluster`, tagged with this resource's identity (stack id + logic
 is adopted when those tags say this resource created it (a retry after a lost response), refused otherwise.
 Update: decided from the live cluster (`describe_cluster`), so a rollback to what the cluster already is
 succeeds without a call; a create-only change fails before any call that changes anything; a busy cluster is
-waited for. Delete: `delete_cluster`, re-issued until the service accepts it. The physical id is the name.
+waited for. Delete: `delete_cluster`, re-issued until the service accepts it. The physical id is the name;
+a Delete whose physical id CloudFormation invented (`<stack>-<logical id>-<suffix>`: it stopped waiting for a
+Create) deletes the configured cluster when its owner tags name this resource.
 
 `on_event` starts the change and returns at once; `is_complete` is polled by the framework until the cluster
 is InService and matches the request (create, update) or is gone (delete). Both are stateless: what they need
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import re
 import sys
 import time
@@ -25,7 +28,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from cfn_coerce import ConfigError, coerce_request
 from cluster_diff import (
     CreateOnlyChangeError,
@@ -33,11 +36,15 @@ from cluster_diff import (
     describe_create_only,
     live_differences,
     tag_changes,
+    target_differences,
     update_request,
 )
 
 PROPERTY = "ClusterConfig"
-IGNORED_PROPERTIES = {"ServiceToken"}
+# What CloudFormation adds to ResourceProperties besides the template's own: the provider's token, and the
+# resource's ServiceTimeout (the CFN request reference sends every property but the token verbatim; public
+# handlers strip both).
+IGNORED_PROPERTIES = {"ServiceToken", "ServiceTimeout"}
 CLUSTER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 READY = "InService"
 DELETING = "Deleting"
@@ -51,13 +58,54 @@ OWNER_LOGICAL_TAG = "ray-on-hyperpod:cfn-logical-id"
 # Keys on_event adds to its answer; the framework merges them into every is_complete event.
 STARTED_AT = "HyperPodStartedAt"
 RECONCILE = "HyperPodReconcile"
+# Set when on_event's CreateCluster was accepted: completion is InService with the requested targets.
+CREATED = "HyperPodCreated"
+# The cluster a Delete waits for when it is not the physical id (an abandoned Create's invented id).
+DELETE_TARGET = "HyperPodDeleteTarget"
 BUDGET_ENV = "WAIT_BUDGET_SECONDS"
 DEFAULT_BUDGET_SECONDS = 45 * 60
-# Standard mode retries throttling and transient errors with backoff. Worst case per call: 6 attempts (the
-# first
-# and 5 retries) x (5 s connect + 20 s read) + 5 backoffs of at most 20 s = 250 s, inside the 300 s handler
-# timeout, so on_event lives to check whether a create whose response was lost made a cluster.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+# One attempt is bounded by the socket timeouts; retries are the handler's own (`_call`), capped by the
+# invocation's remaining time (context.get_remaining_time_in_millis()), so no invocation outlives its Lambda:
+# an attempt starts only while it, the calls reserved after it and SAFETY_SECONDS still fit.
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 20
+ATTEMPT_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT
+MAX_ATTEMPTS = 6  # botocore standard mode's default with 5 retries
+MAX_BACKOFF_SECONDS = 20  # standard mode's cap
+SAFETY_SECONDS = 10  # left for the framework to send its answer after the handler returns or raises
+DEFAULT_TIMEOUT_SECONDS = (
+    300  # when invoked without a Lambda context (tests): the construct's handler timeout
+)
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
+)
+# Error codes botocore's standard mode retries (throttling and transient); 5xx answers are retried too.
+RETRYABLE_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+}
+
+# The monotonic time by which the current invocation must have returned (set at each entry point).
+_deadline: list[float] = [0.0]
 
 # Last status logged per (request, cluster), so a warm container logs transitions, not every poll.
 _last_status: dict[tuple[str, str], str] = {}
@@ -75,6 +123,10 @@ class BudgetExceededError(RuntimeError):
     """The request ran out of its wall-clock budget; the message says what is left to do."""
 
 
+class OutOfTimeError(RuntimeError):
+    """The invocation has no time left for another attempt; raised before the Lambda timeout would hit."""
+
+
 @functools.cache
 def _client() -> Any:
     """The SageMaker client, created on first use; tests replace this function with a stub."""
@@ -83,23 +135,30 @@ def _client() -> Any:
 
 def on_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Start a Create, Update or Delete; `is_complete` waits for it."""
+    _start_clock(context)
     handlers = {"Create": _create, "Update": _update, "Delete": _delete}
     return handlers[event["RequestType"]](event)
 
 
 def is_complete(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Report whether the cluster reached the state the request asked for."""
+    _start_clock(context)
     name = event["PhysicalResourceId"]
     if event["RequestType"] == "Delete":
-        return _deleted(event, name)
-    cluster = _client().describe_cluster(ClusterName=name)
+        return _deleted(event, event.get(DELETE_TARGET) or name)
+    cluster = _call("describe_cluster", ClusterName=name)
     status = cluster["ClusterStatus"]
     _log_status(event, name, status)
     if status == FAILED or (status == "RollingBack" and not event.get(RECONCILE)):
         reason = cluster.get("FailureMessage") or "no FailureMessage given"
         raise ClusterFailedError(f"HyperPod cluster {name!r} is {status}: {reason}")
     config = _config(event["ResourceProperties"])
-    differences = live_differences(cluster, config) if status == READY else []
+    if event.get(CREATED) and not event.get(RECONCILE):
+        # A fresh create: done at InService with the requested groups' targets; field echoes may differ in
+        # form (documented normalizations are for updates and adoption).
+        differences = target_differences(cluster, config) if status == READY else []
+    else:
+        differences = live_differences(cluster, config) if status == READY else []
     if status == READY and not differences:
         data = {"ClusterArn": cluster["ClusterArn"], "ClusterName": name, "ClusterStatus": status}
         return {"IsComplete": True, "Data": data}
@@ -118,28 +177,32 @@ def _create(event: dict[str, Any]) -> dict[str, Any]:
     name = config["ClusterName"]
     request = {**config, "Tags": _owner_tags(event) + [t for t in config.get("Tags", []) if not _is_owner(t)]}
     try:
-        _client().create_cluster(**request)
+        # Time is kept for the existence check and the adoption after it (three calls).
+        _call("create_cluster", reserve=3 * ATTEMPT_SECONDS, **request)
     except ClientError as err:
-        if not _name_in_use(err):
+        if _name_in_use(err):
+            return _adopt(event, config)
+        # An answer after a lost first attempt may be about the retry, not the request that went through.
+        if not _exists(name, reserve=2 * ATTEMPT_SECONDS):
             raise
         return _adopt(event, config)
-    except BotoCoreError:
+    except (BotoCoreError, OutOfTimeError):
         # No answer after every retry: the request may still have created the cluster. Adopt it if so;
         # otherwise fail, and nothing exists.
-        if not _exists(name):
+        if not _exists(name, reserve=2 * ATTEMPT_SECONDS):
             raise
         return _adopt(event, config)
     _log("create_requested", event, name)
-    return _started(name)
+    return {**_started(name), CREATED: True}
 
 
 def _adopt(event: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Take over a cluster of this name if this resource created it (a retry after a lost response)."""
     name = config["ClusterName"]
-    cluster = _client().describe_cluster(ClusterName=name)
+    cluster = _call("describe_cluster", reserve=ATTEMPT_SECONDS, ClusterName=name)
     tags = _tags(cluster["ClusterArn"])
-    owner = {tag["Key"]: tag["Value"] for tag in _owner_tags(event)}
-    if any(tags.get(key) != value for key, value in owner.items()):
+    if not _owned_by(event, tags):
+        owner = {tag["Key"]: tag["Value"] for tag in _owner_tags(event)}
         found = {key: tags.get(key, "<none>") for key in owner}
         raise ClusterNotOwnedError(
             f"HyperPod cluster {name!r} already exists in this account and region and was not created by "
@@ -168,7 +231,7 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
         _log("replace", event, name, newCluster=new["ClusterName"])
         return _create(event)
     old = _old_config(event)
-    cluster = _client().describe_cluster(ClusterName=name)
+    cluster = _call("describe_cluster", ClusterName=name)
     paths = create_only_changes(cluster, new)
     if paths:  # before any call that changes anything, so CloudFormation's rollback finds nothing to undo
         raise CreateOnlyChangeError(describe_create_only(name, paths))
@@ -198,7 +261,7 @@ def _send_update(
         _log("update_not_needed", event, name, unchanged=unset or None)
         return False
     try:
-        _client().update_cluster(**request)
+        _call("update_cluster", **request)
     except ClientError as err:
         if _code(err) != "ConflictException":
             raise
@@ -212,10 +275,10 @@ def _send_update(
 def _retag(arn: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
     to_add, to_delete = tag_changes(old, new)
     if to_add:
-        _client().add_tags(ResourceArn=arn, Tags=to_add)
+        _call("add_tags", ResourceArn=arn, Tags=to_add)
     to_delete = [key for key in to_delete if key not in (OWNER_STACK_TAG, OWNER_LOGICAL_TAG)]
     if to_delete:
-        _client().delete_tags(ResourceArn=arn, TagKeys=to_delete)
+        _call("delete_tags", ResourceArn=arn, TagKeys=to_delete)
 
 
 # --- delete -----------------------------------------------------------------------------------------
@@ -223,19 +286,53 @@ def _retag(arn: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
 
 def _delete(event: dict[str, Any]) -> dict[str, Any]:
     name = event["PhysicalResourceId"]
-    if _is_cluster_name(name):
+    answer = {"PhysicalResourceId": name, STARTED_AT: time.time()}  # the framework forbids a new id here
+    if _is_invented_id(event, name):
+        target = _abandoned_cluster(event)
+        if target is not None:
+            _request_delete(event, target)
+            return {**answer, DELETE_TARGET: target}
+    elif _is_cluster_name(name):
         _request_delete(event, name)
     else:
         _log("delete_skipped", event, name, reason="physical id is not a cluster name")
-    return {"PhysicalResourceId": name, STARTED_AT: time.time()}
+    return answer
+
+
+def _is_invented_id(event: dict[str, Any], name: str) -> bool:
+    """CloudFormation's own id for a resource whose Create it stopped waiting for:
+    `<stack name>-<logical id>-<suffix>`. A rename's cleanup Delete carries the old cluster's name instead."""
+    stack_name = event["StackId"].split(":stack/", 1)[-1].split("/", 1)[0]
+    return name.startswith(f"{stack_name}-{event['LogicalResourceId']}-")
+
+
+def _abandoned_cluster(event: dict[str, Any]) -> str | None:
+    """The configured cluster, if it exists and this resource created it (both owner tags match)."""
+    try:
+        name = _config(event.get("ResourceProperties") or {})["ClusterName"]
+    except (ConfigError, ValueError) as err:
+        _log("delete_skipped", event, event["PhysicalResourceId"], reason=f"no usable properties: {err}")
+        return None
+    try:
+        cluster = _call("describe_cluster", reserve=2 * ATTEMPT_SECONDS, ClusterName=name)
+    except ClientError as err:
+        if not _not_found(err):
+            raise
+        _log("delete_not_found", event, name, reason="abandoned create made no cluster")
+        return None
+    if not _owned_by(event, _tags(cluster["ClusterArn"], reserve=ATTEMPT_SECONDS)):
+        _log("delete_skipped", event, name, reason="cluster not created by this resource")
+        return None
+    _log("delete_abandoned_create", event, name, physicalId=event["PhysicalResourceId"])
+    return name
 
 
 def _deleted(event: dict[str, Any], name: str) -> dict[str, Any]:
     """Done once describe_cluster no longer finds the cluster; re-issue the delete until it is accepted."""
-    if not _is_cluster_name(name):
-        return {"IsComplete": True}
+    if not _is_cluster_name(name) or _is_invented_id(event, name):
+        return {"IsComplete": True}  # never a cluster, or an abandoned create that made none of ours
     try:
-        cluster = _client().describe_cluster(ClusterName=name)
+        cluster = _call("describe_cluster", ClusterName=name)
     except ClientError as err:
         if not _not_found(err):
             raise
@@ -253,7 +350,7 @@ def _deleted(event: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _request_delete(event: dict[str, Any], name: str) -> None:
     try:
-        _client().delete_cluster(ClusterName=name)
+        _call("delete_cluster", ClusterName=name)
     except ClientError as err:
         if _not_found(err):
             _log("delete_not_found", event, name)
@@ -263,6 +360,47 @@ def _request_delete(event: dict[str, Any], name: str) -> None:
             return
         raise
     _log("delete_requested", event, name)
+
+
+# --- time -------------------------------------------------------------------------------------------
+
+
+def _start_clock(context: Any) -> None:
+    """Note when this invocation must be done: Lambda's remaining time, or the construct's timeout."""
+    remaining = context.get_remaining_time_in_millis() / 1000 if context else DEFAULT_TIMEOUT_SECONDS
+    _deadline[0] = time.monotonic() + remaining
+
+
+def _seconds_left() -> float:
+    return _deadline[0] - time.monotonic()
+
+
+def _call(operation: str, reserve: float = 0.0, **params: Any) -> Any:
+    """One SageMaker call with standard-mode-like retries, each attempt started only while it (at most
+    ATTEMPT_SECONDS), `reserve` seconds for the calls that must follow it, and SAFETY_SECONDS still fit in
+    the invocation; else OutOfTimeError (or the last error), well before Lambda's timeout."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        if _seconds_left() < ATTEMPT_SECONDS + reserve + SAFETY_SECONDS:
+            raise OutOfTimeError(f"no time left for {operation} (attempt {attempt})")
+        try:
+            return getattr(_client(), operation)(**params)
+        except (ClientError, BotoCoreError) as err:
+            if attempt == MAX_ATTEMPTS or not _retryable(err):
+                raise
+            # Standard mode's backoff: random up to 2^attempt seconds, capped; skipped if it would not fit.
+            pause = random.uniform(0, min(MAX_BACKOFF_SECONDS, 2**attempt))
+            if _seconds_left() - pause < ATTEMPT_SECONDS + reserve + SAFETY_SECONDS:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, ClientError):
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return _code(err) in RETRYABLE_CODES or status >= 500
+    # Connection errors and timeouts; a request the model refuses never reached the service.
+    return not isinstance(err, ParamValidationError)
 
 
 # --- budget -----------------------------------------------------------------------------------------
@@ -305,20 +443,29 @@ def _owner_tags(event: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def _owned_by(event: dict[str, Any], tags: dict[str, str]) -> bool:
+    """Both owner tags name this event's stack and logical id."""
+    return all(tags.get(tag["Key"]) == tag["Value"] for tag in _owner_tags(event))
+
+
 def _is_owner(tag: dict[str, str]) -> bool:
     return tag["Key"] in (OWNER_STACK_TAG, OWNER_LOGICAL_TAG)
 
 
-def _tags(arn: str) -> dict[str, str]:
+def _tags(arn: str, reserve: float = 0.0) -> dict[str, str]:
     tags: dict[str, str] = {}
-    for page in _client().get_paginator("list_tags").paginate(ResourceArn=arn):
+    token = None
+    while True:
+        page = _call("list_tags", reserve=reserve, ResourceArn=arn, **({"NextToken": token} if token else {}))
         tags.update({tag["Key"]: tag.get("Value", "") for tag in page.get("Tags", [])})
-    return tags
+        token = page.get("NextToken")
+        if not token:
+            return tags
 
 
-def _exists(name: str) -> bool:
+def _exists(name: str, reserve: float = 0.0) -> bool:
     try:
-        _client().describe_cluster(ClusterName=name)
+        _call("describe_cluster", reserve=reserve, ClusterName=name)
     except ClientError as err:
         if _not_found(err):
             return False

@@ -17,12 +17,14 @@ from typing import Any, ClassVar
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError, ReadTimeoutError
 from botocore.model import ShapeResolver
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 from cfn_coerce import ConfigError, coerce, coerce_request
 from cluster_diff import CreateOnlyChangeError
+
+from stacks.components.hyperpod_cluster import HANDLER_TIMEOUT
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/hyperpod-execution"
@@ -276,6 +278,13 @@ def test_unknown_resource_property_is_rejected(handler: ModuleType, stub: Stubbe
         handler.on_event(event, None)
 
 
+def test_service_timeout_echoed_by_cloudformation_is_accepted(handler: ModuleType, stub: Stubber) -> None:
+    event = cfn_event("Create")
+    event["ResourceProperties"]["ServiceTimeout"] = "3600"  # the template's ServiceTimeout, as a string
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
+    assert handler.on_event(event, None)["PhysicalResourceId"] == "ray-hp"
+
+
 # --- create ---------------------------------------------------------------------------------------
 
 NAME = {"ClusterName": "ray-hp"}
@@ -318,6 +327,62 @@ def test_create_failure_reports_the_failure_message(handler: ModuleType, stub: S
     with pytest.raises(handler.ClusterFailedError) as err:
         handler.is_complete(event, None)
     assert str(err.value) == f"HyperPod cluster 'ray-hp' is {status}: {reason}"
+
+
+def test_create_completes_when_the_echo_differs_in_form(handler: ModuleType, stub: Stubber) -> None:
+    """DescribeCluster reports the lifecycle URI without its trailing slash (as AWS's samples send it) and
+    adds defaults to the storage config: a fresh create is done at InService with the requested targets."""
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
+    event = started(handler, cfn_event("Create"))
+    echo = described("InService")
+    for g in echo["InstanceGroups"]:
+        g["LifeCycleConfig"] = {
+            "SourceS3Uri": "s3://sagemaker-ray-lifecycle/scripts",
+            "OnCreate": "on_create.sh",
+        }
+    stub.add_response("describe_cluster", echo, NAME)
+    assert handler.is_complete(event, None)["IsComplete"] is True
+
+
+def test_create_waits_for_the_requested_targets(handler: ModuleType, stub: Stubber) -> None:
+    stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
+    event = started(handler, cfn_event("Create"))
+    short = described("InService")
+    short["InstanceGroups"][1]["TargetCount"] = 2
+    stub.add_response("describe_cluster", short, NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+
+
+def test_adoption_compares_with_normalizations_and_sends_nothing_for_a_form_difference(
+    handler: ModuleType, stub: Stubber
+) -> None:
+    client_error(stub, "create_cluster", "ResourceInUse", "Cluster already exists", owned(cluster_config()))
+    echo = described("InService")
+    head = echo["InstanceGroups"][0]
+    head["LifeCycleConfig"] = {
+        "SourceS3Uri": "s3://sagemaker-ray-lifecycle/scripts",
+        "OnCreate": "on_create.sh",
+    }
+    head["InstanceStorageConfigs"] = [{"EbsVolumeConfig": {"VolumeSizeInGB": 500, "RootVolume": False}}]
+    stub.add_response("describe_cluster", echo, NAME)
+    stub.add_response("list_tags", owner_tags(), {"ResourceArn": CLUSTER_ARN})
+    event = started(handler, cfn_event("Create"))
+    stub.add_response("describe_cluster", echo, NAME)  # no update_cluster queued: nothing differs
+    assert handler.is_complete(event, None)["IsComplete"] is True
+
+
+def test_instance_storage_is_compared_with_the_live_cluster_on_rollback(
+    handler: ModuleType, stub: Stubber
+) -> None:
+    """A rollback re-sends the old storage; the live cluster already has it: no UpdateCluster."""
+    live, rejected = cluster_config(), cluster_config()
+    rejected["InstanceGroups"][0]["InstanceStorageConfigs"][0]["EbsVolumeConfig"]["VolumeSizeInGB"] = 900
+    echo = described("InService", live)
+    echo["InstanceGroups"][0]["InstanceStorageConfigs"] = live["InstanceGroups"][0]["InstanceStorageConfigs"]
+    stub.add_response("describe_cluster", echo, NAME)
+    event = started(handler, cfn_event("Update", live, rejected, physical_id="ray-hp"))
+    stub.add_response("describe_cluster", echo, NAME)
+    assert handler.is_complete(event, None)["IsComplete"] is True
 
 
 def owner_tags(stack_id: str = STACK_ID, logical_id: str = "HyperPodCluster") -> dict[str, Any]:
@@ -630,6 +695,58 @@ def test_delete_of_an_id_that_was_never_a_cluster(
     assert handler.is_complete(event, None) == {"IsComplete": True}
 
 
+INVENTED_ID = "RayHyperPod-HyperPodCluster-1AB2C3D4E5F6G"  # CloudFormation's id for an abandoned Create
+
+
+def test_delete_of_an_abandoned_create_deletes_the_configured_cluster_it_owns_and_waits(
+    handler: ModuleType, stub: Stubber
+) -> None:
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    stub.add_response("list_tags", owner_tags(), {"ResourceArn": CLUSTER_ARN})
+    client_error(stub, "delete_cluster", "ConflictException", "Cluster is Creating", NAME)
+    event = started(handler, cfn_event("Delete", physical_id=INVENTED_ID))
+    assert event["PhysicalResourceId"] == INVENTED_ID  # the framework refuses a changed id on Delete
+    stub.add_response("describe_cluster", described("InService"), NAME)
+    stub.add_response("delete_cluster", {"ClusterArn": CLUSTER_ARN}, NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    stub.add_response("describe_cluster", described("Deleting"), NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": False}
+    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", NAME)
+    assert handler.is_complete(event, None) == {"IsComplete": True}
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        owner_tags(stack_id=STACK_ID.replace("1f2e3d4c", "00000000")),
+        owner_tags(logical_id="Other"),
+        {"Tags": []},
+    ],
+)
+def test_delete_of_an_abandoned_create_leaves_a_cluster_it_does_not_own(
+    handler: ModuleType, stub: Stubber, tags: dict[str, Any]
+) -> None:
+    stub.add_response("describe_cluster", described("InService"), NAME)
+    stub.add_response("list_tags", tags, {"ResourceArn": CLUSTER_ARN})
+    event = started(handler, cfn_event("Delete", physical_id=INVENTED_ID))  # no delete_cluster queued
+    assert handler.is_complete(event, None) == {"IsComplete": True}
+
+
+def test_delete_of_an_abandoned_create_that_made_no_cluster(handler: ModuleType, stub: Stubber) -> None:
+    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", NAME)
+    event = started(handler, cfn_event("Delete", physical_id=INVENTED_ID))
+    assert handler.is_complete(event, None) == {"IsComplete": True}
+
+
+def test_rename_cleanup_delete_removes_only_the_old_name(handler: ModuleType, stub: Stubber) -> None:
+    # CloudFormation's cleanup Delete of a replaced cluster: physical id and properties are the old ones.
+    old = {"ClusterName": "ray-hp-old"}
+    stub.add_response("delete_cluster", {"ClusterArn": CLUSTER_ARN}, old)
+    event = started(handler, cfn_event("Delete", cluster_config(name="ray-hp-old"), physical_id="ray-hp-old"))
+    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster not found", old)
+    assert handler.is_complete(event, None) == {"IsComplete": True}
+
+
 # --- logs and client ------------------------------------------------------------------------------
 
 
@@ -653,18 +770,149 @@ def test_one_json_log_line_per_state_change(
     assert "ServiceToken" not in output
 
 
-def test_client_retries_fit_the_handler_timeout(handler: ModuleType) -> None:
-    client = handler._client()
-    config = client.meta.config
-    assert config.retries["mode"] == "standard"
-    assert client.meta.region_name == "us-east-1"
-    assert handler._client() is client  # created once per container
-    # Worst case of one call: every attempt times out, with standard mode's longest backoff (20 s) between.
-    # botocore turns `max_attempts` (retries) into total attempts: the first one plus 5 retries.
-    attempts = config.retries["total_max_attempts"]
-    assert attempts == 6
-    worst = attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1) * 20
-    assert worst < 300  # the handler timeout: on_event outlives a lost CreateCluster response
+class _Clock:
+    """Simulated time for the handler: `monotonic`, `time` and `sleep` advance together, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _SlowSageMaker:
+    """A client whose every attempt takes the longest the client config allows and then times out, except
+    what `answers` says (a callable per operation, run after the same delay)."""
+
+    def __init__(self, clock: _Clock, attempt_seconds: float, answers: dict[str, Callable[..., Any]]) -> None:
+        self.clock, self.attempt_seconds, self.answers = clock, attempt_seconds, answers
+        self.calls: list[str] = []
+        self.meta = boto3.client("sagemaker", region_name="us-east-1").meta  # the real service model
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        def call(**params: Any) -> Any:
+            self.calls.append(operation)
+            self.clock.now += self.attempt_seconds
+            if operation in self.answers:
+                return self.answers[operation](**params)
+            raise ReadTimeoutError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com")
+
+        return call
+
+
+class _Context:
+    def __init__(self, clock: _Clock, timeout_s: float) -> None:
+        self.clock, self.end = clock, clock.now + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.end - self.clock.now) * 1000)
+
+
+def _worst_case(
+    handler: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    answers: dict[str, Callable[..., Any]],
+    run: Callable,
+) -> tuple[float, Any, list[str]]:
+    """Run `run(context)` with every attempt as slow as the client config allows and the longest backoff;
+    return the simulated seconds it took, its result or exception, and the calls it made."""
+    clock = _Clock()
+    config = handler.CLIENT_CONFIG
+    attempt = config.connect_timeout + config.read_timeout  # from the client config, not the handler's sum
+    slow = _SlowSageMaker(clock, attempt, answers)
+    monkeypatch.setattr(handler, "_client", lambda: slow)
+    monkeypatch.setattr(handler, "time", clock)
+    monkeypatch.setattr(handler.random, "uniform", lambda low, high: high)  # every backoff at its longest
+    timeout = HANDLER_TIMEOUT.to_seconds()
+    try:
+        result: Any = run(_Context(clock, timeout))
+    except Exception as err:  # the outcome is asserted by the caller
+        result = err
+    return clock.now, result, slow.calls
+
+
+def test_client_has_no_hidden_retries(handler: ModuleType) -> None:
+    config = handler._client().meta.config
+    assert config.retries["total_max_attempts"] == 1  # retries are `_call`'s, bounded by remaining time
+    assert handler._client() is handler._client()  # created once per container
+
+
+@pytest.mark.parametrize(
+    ("request_type", "entry"),
+    [
+        ("Create", "on_event"),
+        ("Update", "on_event"),
+        ("Delete", "on_event"),
+        ("Create", "is_complete"),
+        ("Delete", "is_complete"),
+    ],
+)
+def test_every_invocation_ends_before_its_lambda_timeout_when_every_call_times_out(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, request_type: str, entry: str
+) -> None:
+    physical = None if request_type == "Create" and entry == "on_event" else "ray-hp"
+    old = cluster_config() if request_type == "Update" else None
+    event = cfn_event(request_type, scaled(cluster_config(), "workers", 8) if old else None, old, physical)
+    event[handler.STARTED_AT] = 1_700_000_000
+    elapsed, result, calls = _worst_case(
+        handler, monkeypatch, {}, lambda ctx: getattr(handler, entry)(event, ctx)
+    )
+    timeout = HANDLER_TIMEOUT.to_seconds()
+    assert elapsed <= timeout - handler.SAFETY_SECONDS, (elapsed, calls)
+    assert isinstance(result, BotoCoreError | handler.OutOfTimeError)
+    _WORST[f"{request_type} {entry}"] = elapsed
+
+
+_WORST: dict[str, float] = {}
+
+
+def test_lost_create_response_is_adopted_within_the_lambda_timeout(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CreateCluster went through but no attempt's answer came back: the existence check and the adoption
+    still fit in the same invocation."""
+    answers = {
+        "describe_cluster": lambda **_: described("Creating"),
+        "list_tags": lambda **_: owner_tags(),
+    }
+    elapsed, result, calls = _worst_case(
+        handler, monkeypatch, answers, lambda ctx: handler.on_event(cfn_event("Create"), ctx)
+    )
+    assert isinstance(result, dict), result
+    assert result["PhysicalResourceId"] == "ray-hp" and result[handler.RECONCILE] is True
+    assert calls.count("create_cluster") >= 2 and calls[-2:] == ["describe_cluster", "list_tags"]
+    assert elapsed <= HANDLER_TIMEOUT.to_seconds() - handler.SAFETY_SECONDS
+    _WORST["Create on_event, lost response, adopted"] = elapsed
+
+
+@pytest.mark.parametrize("code", ["ValidationException", "AccessDeniedException"])
+def test_an_error_after_a_lost_create_attempt_checks_for_the_cluster_before_failing(
+    handler: ModuleType, stub: Stubber, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handler.random, "uniform", lambda low, high: low)  # no real backoff
+    # First attempt's answer lost (500), the retry refused: the first may have created the cluster.
+    stub.add_client_error(
+        "create_cluster", "InternalFailure", "oops", 500, expected_params=owned(cluster_config())
+    )
+    client_error(stub, "create_cluster", code, "refused", owned(cluster_config()))
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    stub.add_response("describe_cluster", described("Creating"), NAME)
+    stub.add_response("list_tags", owner_tags(), {"ResourceArn": CLUSTER_ARN})
+    answer = handler.on_event(cfn_event("Create"), None)
+    assert answer["PhysicalResourceId"] == "ray-hp" and answer[handler.RECONCILE] is True
+
+
+def test_an_error_on_create_with_no_cluster_behind_it_fails(handler: ModuleType, stub: Stubber) -> None:
+    client_error(stub, "create_cluster", "ValidationException", "bad subnet", owned(cluster_config()))
+    client_error(stub, "describe_cluster", "ResourceNotFound", "Cluster ray-hp not found", NAME)
+    with pytest.raises(ClientError, match="bad subnet"):
+        handler.on_event(cfn_event("Create"), None)
 
 
 # --- moto -----------------------------------------------------------------------------------------
