@@ -35,8 +35,6 @@ class HyperPodStack(cdk.Stack):
             self,
             "ExecutionRole",
             cluster=cluster_access.cluster,
-            security_group=cluster_access.node_security_group,
-            subnets=subnets,
             lifecycle_bucket=lifecycle.bucket,
         )
         self.cluster = HyperPodCluster(

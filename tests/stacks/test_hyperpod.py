@@ -361,7 +361,7 @@ def test_execution_role(default: Synthesized) -> None:
     )
     statements = {s["Sid"]: s for s in _policy_statements(default, default.hyperpod.execution_role)}
     assert set(statements) >= {
-        "VpcCniEni",
+        "HyperPodNetwork",
         "VpcCniTagEni",
         "EcrLogin",
         "EcrPull",
@@ -373,16 +373,34 @@ def test_execution_role(default: Synthesized) -> None:
     assert statements["LifecycleScripts"]["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]
     }
-    # HyperPod's cross-account ENIs: granted by every AWS peer (Sid "AdditionToEnableVpcConfig").
-    create = statements["HyperPodEniPermission"]
-    assert create["Action"] == "ec2:CreateNetworkInterfacePermission"
-    assert _join_text(create["Resource"]).endswith(":network-interface/*")
-    assert ":ec2:<" in _join_text(create["Resource"])  # this stack's region and account, not any
-    delete = statements["HyperPodEniPermissionDelete"]
-    assert (delete["Action"], delete["Resource"]) == ("ec2:DeleteNetworkInterfacePermission", "*")
-    eni_resources = [_join_text(r) for r in statements["VpcCniEni"]["Resource"]]
-    assert any(":subnet/" in r for r in eni_resources)
-    assert any(":security-group/" in r for r in eni_resources)
+
+
+SAMPLE_ROLE = Path(__file__).parent / "data" / "hyperpod_execution_role_sample.json"
+PARTITION = '<{"Ref": "AWS::Partition"}>'  # how _join_text shows the stack's partition
+
+
+def test_execution_role_grants_what_aws_sample_grants_for_the_network(default: Synthesized) -> None:
+    """AWS's HyperPod EKS execution role (the sample's statements, committed with their source and commit):
+    every managed policy it attaches is attached, and every (action, resource) pair of its network statements
+    is granted on the same resource here."""
+    sample = json.loads(SAMPLE_ROLE.read_text())
+    role = default.raw["Resources"][default.logical_id(default.hyperpod.execution_role)]["Properties"]
+    attached = {_join_text(arn).rsplit("/", 1)[-1] for arn in role["ManagedPolicyArns"]}
+    assert attached == set(sample["managed_policies"])
+
+    def pairs(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        # The sample names the aws partition; ours is the stack's: compare the partition-neutral text.
+        return {
+            (action, _join_text(resource).replace(PARTITION, "aws"))
+            for s in statements
+            if s["Effect"] == "Allow"
+            for action in _list(s["Action"])
+            for resource in _list(s["Resource"])
+        }
+
+    ours = pairs(_policy_statements(default, default.hyperpod.execution_role))
+    wanted = pairs(sample["statements"])
+    assert wanted - ours == set()
 
 
 # --- the bucket ----------------------------------------------------------------------------------------
