@@ -146,6 +146,8 @@ def is_complete(event: dict[str, Any], context: Any) -> dict[str, Any]:
     name = event["PhysicalResourceId"]
     if event["RequestType"] == "Delete":
         return _deleted(event, event.get(DELETE_TARGET) or name)
+    if event.get(DELETE_TARGET) and not _deleted(event, event[DELETE_TARGET])["IsComplete"]:
+        return {"IsComplete": False}  # an abandoned replacement goes first: CloudFormation will not ask again
     cluster = _call("describe_cluster", ClusterName=name)
     status = cluster["ClusterStatus"]
     _log_status(event, name, status)
@@ -231,6 +233,7 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
         _log("replace", event, name, newCluster=new["ClusterName"])
         return _create(event)
     old = _old_config(event)
+    abandoned = _abandoned_replacement(event, old)
     cluster = _call("describe_cluster", ClusterName=name)
     paths = create_only_changes(cluster, new)
     if paths:  # before any call that changes anything, so CloudFormation's rollback finds nothing to undo
@@ -240,11 +243,36 @@ def _update(event: dict[str, Any]) -> dict[str, Any]:
         reason = cluster.get("FailureMessage") or "no FailureMessage given"
         raise ClusterFailedError(f"HyperPod cluster {name!r} is {status}: {reason}")
     _retag(cluster["ClusterArn"], old, new)
+    started = {**_started(name), **({DELETE_TARGET: abandoned} if abandoned else {})}
     if status != READY:
         _log("update_deferred", event, name, status=status)
-        return {**_started(name), RECONCILE: True}
+        return {**started, RECONCILE: True}
     sent = _send_update(event, name, cluster, new, old)
-    return {**_started(name), RECONCILE: not sent}
+    return {**started, RECONCILE: not sent}
+
+
+def _abandoned_replacement(event: dict[str, Any], old: dict[str, Any] | None) -> str | None:
+    """The cluster of a rename CloudFormation never heard the end of, now deleted (if this resource made it).
+
+    The only Update whose old properties name another cluster while the physical id is the new one: the
+    rollback of a rename that failed or was abandoned before it reported its new id. CloudFormation sends no
+    cleanup Delete for an id it was never told, so this Update removes it."""
+    name = event["PhysicalResourceId"]
+    previous = (old or {}).get("ClusterName")
+    if previous in (None, name) or not _is_cluster_name(previous):
+        return None
+    try:
+        cluster = _call("describe_cluster", ClusterName=previous)
+    except ClientError as err:
+        if not _not_found(err):
+            raise
+        return None
+    if not _owned_by(event, _tags(cluster["ClusterArn"])):
+        _log("delete_skipped", event, previous, reason="cluster not created by this resource")
+        return None
+    _log("delete_abandoned_replacement", event, previous)
+    _request_delete(event, previous)
+    return str(previous)
 
 
 def _send_update(
