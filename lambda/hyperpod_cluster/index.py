@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import boto3
+import botocore
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from cfn_coerce import ConfigError, coerce_request
@@ -63,6 +64,9 @@ CREATED = "HyperPodCreated"
 # The cluster a Delete waits for when it is not the physical id (an abandoned Create's invented id).
 DELETE_TARGET = "HyperPodDeleteTarget"
 BUDGET_ENV = "WAIT_BUDGET_SECONDS"
+# The SDK versions the app was synthesized and tested with (set by the construct): named with the runtime's
+# own when the runtime's model lacks a member the request uses.
+SDK_ENV = "BUILT_WITH_SDK"
 DEFAULT_BUDGET_SECONDS = 45 * 60
 # One attempt is bounded by the socket timeouts; retries are the handler's own (`_call`), capped by the
 # invocation's remaining time (context.get_remaining_time_in_millis()), so no invocation outlives its Lambda:
@@ -508,7 +512,17 @@ def _config(properties: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unknown resource properties {unknown}; only {PROPERTY} is accepted")
     if PROPERTY not in properties:
         raise ConfigError(f"missing resource property {PROPERTY}")
-    return coerce_request(properties[PROPERTY], _operation_shape("CreateCluster"), PROPERTY)
+    try:
+        return coerce_request(properties[PROPERTY], _operation_shape("CreateCluster"), PROPERTY)
+    except ConfigError as err:
+        if "unknown member" not in str(err):
+            raise
+        runtime = f"boto3 {boto3.__version__}, botocore {botocore.__version__}"
+        built = os.environ.get(SDK_ENV, "an unrecorded SDK")
+        raise ConfigError(
+            f"{err} (this Lambda runtime's SDK is {runtime}; the app was built and tested with {built}: "
+            "a member the runtime lacks needs a newer Lambda runtime, or a request without it)"
+        ) from err
 
 
 def _old_config(event: dict[str, Any]) -> dict[str, Any] | None:

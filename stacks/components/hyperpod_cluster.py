@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import boto3
+import botocore
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -23,6 +25,10 @@ HANDLER_DIR = Path(__file__).resolve().parents[2] / "lambda" / "hyperpod_cluster
 RESOURCE_TYPE = "Custom::HyperPodCluster"
 PROPERTY = "ClusterConfig"  # the handler's only property: the CreateCluster request
 BUDGET_ENV = "WAIT_BUDGET_SECONDS"  # read by the handler (index.BUDGET_ENV)
+# The SDK the request was checked against at synth (requirements.txt pins boto3); the handler names it with
+# the Lambda runtime's own when the runtime lacks a member (index.SDK_ENV).
+SDK_ENV = "BUILT_WITH_SDK"
+BUILT_WITH_SDK = f"boto3 {boto3.__version__}, botocore {botocore.__version__}"
 # The wait budget (handler README, "Wait budget"). CloudFormation waits at most an hour for a custom resource
 # (ServiceTimeout, set explicitly). The handler fails with its own message once a request has run
 # WAIT_BUDGET; the framework's timeout is a backstop just past it. Worst case until CloudFormation hears back:
@@ -93,7 +99,7 @@ class HyperPodCluster(Construct):
             total_timeout=TOTAL_TIMEOUT,
             handler_timeout=HANDLER_TIMEOUT,
             log_retention=log_retention,
-            environment={BUDGET_ENV: str(WAIT_BUDGET.to_seconds())},
+            environment={BUDGET_ENV: str(WAIT_BUDGET.to_seconds()), SDK_ENV: BUILT_WITH_SDK},
         )
         self.resource = cdk.CustomResource(
             self,

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import boto3
+import botocore
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError, ReadTimeoutError
 from botocore.model import ShapeResolver
@@ -283,6 +284,20 @@ def test_service_timeout_echoed_by_cloudformation_is_accepted(handler: ModuleTyp
     event["ResourceProperties"]["ServiceTimeout"] = "3600"  # the template's ServiceTimeout, as a string
     stub.add_response("create_cluster", {"ClusterArn": CLUSTER_ARN}, owned(cluster_config()))
     assert handler.on_event(event, None)["PhysicalResourceId"] == "ray-hp"
+
+
+def test_a_member_the_runtime_sdk_lacks_names_both_sdk_versions(
+    handler: ModuleType, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(handler.SDK_ENV, "boto3 9.9.9, botocore 9.9.9")
+    config = cluster_config()
+    config["ClusterRole"] = ROLE  # as if the runtime's model predated this member
+    monkeypatch.delitem(handler._operation_shape("CreateCluster").members, "ClusterRole", raising=False)
+    with pytest.raises(ConfigError) as err:
+        handler.on_event(cfn_event("Create", config), None)
+    assert "unknown member 'ClusterRole'" in str(err.value)
+    assert f"botocore {botocore.__version__}" in str(err.value)
+    assert "built and tested with boto3 9.9.9, botocore 9.9.9" in str(err.value)
 
 
 # --- create ---------------------------------------------------------------------------------------
