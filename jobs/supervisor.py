@@ -323,7 +323,7 @@ def _run(options: Options) -> int:
         status = "LOST" if info is None else _status(info)
         log("finished", attempt=attempt, submission_id=submission_id, status=status)
         if status == "SUCCEEDED":
-            print(log_tail(options, client, submission_id), end="", flush=True)
+            print(log_tail(options, client, info), end="", flush=True)
             return EXIT_SUCCEEDED
         if info is not None and _driver_exit_code(info) == DRIVER_USER_ERROR:
             raise RunEndedError(
@@ -341,19 +341,26 @@ def _driver_exit_code(info: Any) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def log_tail(options: Options, client: Any, submission_id: str) -> str:
+def log_tail(options: Options, client: Any, info: Any) -> str:
     """The last lines of the driver's log, read as a stream and cut at LOG_TAIL_BYTES: the job API's own
-    logs call returns the whole log in one JSON string, days of every worker's output."""
+    logs call returns the whole log in one JSON string, days of every worker's output. The state API's
+    log endpoint tails a file on one node: Ray 2.60 refuses a submission id without the driver's node."""
+    submission_id = info.submission_id
     try:
         response = client._do_request(
             "GET",
             "/api/v0/logs/file",
-            params={"submission_id": submission_id, "lines": options.log_tail_lines},
+            params={
+                "node_id": info.driver_node_id,
+                "submission_id": submission_id,
+                "lines": options.log_tail_lines,
+            },
             stream=True,
             timeout=HTTP_TIMEOUT_S,
         )
         with contextlib.closing(response):
             if response.status_code != 200:
+                log("log_tail_failed", submission_id=submission_id, status=response.status_code)
                 return ""
             data = b""
             for chunk in response.iter_content(chunk_size=8192):

@@ -33,6 +33,7 @@ ENTRYPOINT = ["python3", "train.py", "--run-name", "fsdp-train"]
 # One answer to a status poll: a job status, an HTTP error, a dropped connection, or a new head session.
 RUNNING, SUCCEEDED = "RUNNING", "SUCCEEDED"
 RESET = "reset"
+HEAD_NODE = "a3c1" * 14
 
 
 @dataclass
@@ -111,7 +112,11 @@ def handler_for(api: JobApi) -> type[BaseHTTPRequestHandler]:
                 api.session = answer[1]
                 self._send(503, b"dashboard starting", "text/plain")
             else:
-                details = {"type": "SUBMISSION", "entrypoint": " ".join(ENTRYPOINT)}
+                details = {
+                    "type": "SUBMISSION",
+                    "entrypoint": " ".join(ENTRYPOINT),
+                    "driver_node_id": HEAD_NODE,
+                }
                 details |= answer if isinstance(answer, dict) else {"status": answer}
                 self._send(200, {**details, "submission_id": submission_id})
 
@@ -275,6 +280,7 @@ def test_only_a_bounded_tail_of_the_log_is_read_after_success(
     assert out.endswith("last line\n")
     assert len(out) <= supervisor.LOG_TAIL_BYTES
     assert api.log_request["lines"] == ["50"] and api.log_request["submission_id"] == api.submissions
+    assert api.log_request["node_id"] == [HEAD_NODE]  # Ray 2.60 refuses a submission id alone
 
 
 def outage_attempts(
