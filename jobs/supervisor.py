@@ -26,7 +26,8 @@ Exit status (the supervisor Job fails at once on 2-5 and replaces the pod on any
     0  the run succeeded
     1  an unexpected error (Python's own status): worth another pod
     2  bad arguments
-    3  gave up: the run failed --max-attempts times, or the head stayed away for --head-wait-s
+    3  gave up: the run failed --max-attempts times, the head stayed away for --head-wait-s, or the driver
+       exited 3 (train.py's failure policy stopped a run that kept failing without progress)
     4  the job API refused a request for good (a 4xx other than 401, 403, 404 or "already exists")
     5  the driver exited 2, a mistake in the job's arguments or data: resubmitting cannot help
     6  the job API refused the token (401/403): after the RayCluster was recreated its Secret holds a new
@@ -59,8 +60,10 @@ EXIT_USER_ERROR = 5
 EXIT_UNAUTHORIZED = 6
 # The exit statuses that end the supervisor Job without another pod (k8s_charts/ray_supervisor.py).
 FINAL_EXIT_CODES = (EXIT_USAGE, EXIT_GAVE_UP, EXIT_REJECTED, EXIT_USER_ERROR)
-# train.py's status for a user's mistake found before training starts (its preflight): never resubmitted.
-DRIVER_USER_ERROR = 2
+# train.py's statuses that no resubmission can change, and the supervisor's own status for each: 2 a user's
+# mistake found before training starts (its preflight), 3 its failure policy stopped a run that kept
+# failing without progress (resubmitting would repeat the crash loop).
+DRIVER_FINAL_EXITS = {2: EXIT_USER_ERROR, 3: EXIT_GAVE_UP}
 # The supervisor pod has 256 MiB: a days-long driver log must never be read whole.
 LOG_TAIL_BYTES = 64 * 1024
 HTTP_TIMEOUT_S = 30.0
@@ -325,9 +328,11 @@ def _run(options: Options) -> int:
         if status == "SUCCEEDED":
             print(log_tail(options, client, info), end="", flush=True)
             return EXIT_SUCCEEDED
-        if info is not None and _driver_exit_code(info) == DRIVER_USER_ERROR:
+        driver_exit = None if info is None else _driver_exit_code(info)
+        if driver_exit in DRIVER_FINAL_EXITS:
             raise RunEndedError(
-                EXIT_USER_ERROR, f"the run's driver rejected its input, not resubmitted: {info.message}"
+                DRIVER_FINAL_EXITS[driver_exit],
+                f"the run's driver exited {driver_exit}, not resubmitted: {info.message}",
             )
     raise RunEndedError(EXIT_GAVE_UP, f"the run did not succeed in {options.max_attempts} attempts")
 

@@ -318,3 +318,20 @@ def test_a_30_s_job_api_outage_uses_no_attempt(job_api: tuple[JobApi, str]) -> N
     api, address = job_api
     assert outage_attempts(address, api, outage_s=30, scale=0.01) == 1
     assert api.stops == []
+
+
+def test_a_driver_whose_failure_policy_stopped_the_run_is_not_resubmitted(
+    job_api: tuple[JobApi, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train.py exits 3 when the same run failed again and again without progress: a new submission would
+    start the same crash loop."""
+    api, address = job_api
+    reason = "run fsdp-train failed 3 times without progress: IndexError: index out of range in self"
+    api.failure = {
+        "status": "FAILED",
+        "driver_exit_code": 3,
+        "message": f"failed with exit code 3:\n{reason}",
+    }
+    assert supervise(address, max_attempts=10) == supervisor.EXIT_GAVE_UP
+    assert len(api.submissions) == 1
+    assert reason in capsys.readouterr().err
