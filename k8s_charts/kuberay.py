@@ -9,6 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from cdk8s import JsonPatch
+from constructs import Construct
+
 from k8s_charts.imports.io import ray
 
 RAY_STOP = ("/bin/sh", "-c", "ray stop")
@@ -55,6 +58,20 @@ class Pod:
     node_selector: Mapping[str, str]
     volumes: Sequence[Volume] = ()
     tolerations: Sequence[Toleration] = ()
+
+
+@dataclass(frozen=True)
+class RootInitStep:
+    """An init container that runs as root before the Ray container, with only `capabilities` added (all
+    others dropped), never privileged and without privilege escalation: what Pod Security "baseline"
+    admits. `resources` are both requests and limits, so the pod stays Guaranteed."""
+
+    name: str
+    image: str
+    command: Sequence[str]
+    volume: Volume
+    capabilities: Sequence[str]
+    resources: Mapping[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "64Mi"})
 
 
 class PodTypes(NamedTuple):
@@ -195,6 +212,59 @@ def worker_group(
         ray_start_params=dict(ray_start_params),
         template=pod_template(WORKER, pod),
     )
+
+
+HEAD_POD_PATH = "/spec/headGroupSpec/template/spec"
+
+
+def worker_pod_path(index: int) -> str:
+    """The JSON pointer of worker group `index`'s pod spec inside a RayCluster."""
+    return f"/spec/workerGroupSpecs/{index}/template/spec"
+
+
+class RayCluster(ray.RayCluster):
+    """The generated RayCluster, plus fields the typed classes leave out (k8s_charts/regenerate_imports.py
+    drops the pod templates' `initContainers` to keep the import small).
+
+    The generated `to_json` keeps only typed fields, so a plain `add_json_patch` would be dropped; these
+    patches are applied after it. The tests validate the result against the full CRD schema.
+    """
+
+    def __init__(self, scope: Construct, id: str, **props: Any) -> None:
+        super().__init__(scope, id, **props)
+        self._untyped: list[JsonPatch] = []
+
+    def add_untyped(self, patch: JsonPatch) -> None:
+        self._untyped.append(patch)
+
+    def to_json(self) -> Any:
+        return JsonPatch.apply(super().to_json(), *self._untyped)
+
+
+def add_root_init_step(cluster: RayCluster, pod_path: str, step: RootInitStep) -> None:
+    """Put `step` first among the pod's init containers (KubeRay appends its `wait-gcs-ready` after it)."""
+    cluster.add_untyped(JsonPatch.add(f"{pod_path}/initContainers", [root_init_container(step)]))
+
+
+def root_init_container(step: RootInitStep) -> dict[str, Any]:
+    """The step as a Kubernetes Container object (JSON)."""
+    return {
+        "name": step.name,
+        "image": step.image,
+        "command": list(step.command),
+        "resources": {"limits": dict(step.resources), "requests": dict(step.resources)},
+        "volumeMounts": [{"name": step.volume.name, "mountPath": step.volume.mount_path}],
+        "securityContext": {
+            # Overrides the pod's runAsNonRoot/runAsUser for this container only.
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "runAsNonRoot": False,
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": list(step.capabilities)},
+        },
+    }
 
 
 def autoscaler(*, idle_timeout_seconds: int) -> ray.RayClusterSpecAutoscalerOptions:

@@ -7,6 +7,8 @@ from config import AppConfig, InstanceGroupConfig, PodSize, instance_facts
 from config.capacity import cpu_millis
 from k8s_charts import gcs, kuberay
 from k8s_charts.imports.io import ray
+from k8s_charts.ray_job import storage_path
+from k8s_charts.storage import PREPARE_CAPABILITIES, prepare_command
 
 # Labels every HyperPod EKS node carries. The instance type comes with the ml. prefix (ml.p5.48xlarge).
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -43,7 +45,7 @@ class RayClusterChart(Chart):
         self.auth_secret_name = config.ray.cluster_name
         self.auth_secret_key = "auth_token"
         autoscaling = config.ray.autoscaling
-        ray.RayCluster(
+        cluster = kuberay.RayCluster(
             self,
             "ray-cluster",
             metadata=ApiObjectMetadata(name=config.ray.cluster_name, namespace=config.ray.namespace),
@@ -64,6 +66,7 @@ class RayClusterChart(Chart):
                 gcs_fault_tolerance_options=gcs.fault_tolerance_options(config),
             ),
         )
+        _prepare_storage(cluster, config, image)
 
 
 def _head(config: AppConfig, image: str) -> ray.RayClusterSpecHeadGroupSpec:
@@ -163,6 +166,24 @@ def _fsx(config: AppConfig) -> kuberay.Volume:
     return kuberay.Volume(
         name=FSX_VOLUME, mount_path=config.storage.mount_path, claim_name=config.storage.claim_name
     )
+
+
+def _prepare_storage(cluster: kuberay.RayCluster, config: AppConfig, image: str) -> None:
+    """Every pod that mounts the file system (the head and each worker group) first makes the mount's root
+    and the runs' directory the Ray user's: on a new or restored file system they are root's, and the
+    CSI driver does not apply fsGroup to RWX volumes. Each pod does it, as any may start first."""
+    step = kuberay.RootInitStep(
+        name="prepare-storage",
+        image=image,  # already on the node for the Ray container; has /bin/sh, mkdir, chown
+        command=prepare_command(
+            (config.storage.mount_path, storage_path(config)), uid=kuberay.RAY_UID, gid=kuberay.RAY_GID
+        ),
+        volume=_fsx(config),
+        capabilities=PREPARE_CAPABILITIES,
+    )
+    kuberay.add_root_init_step(cluster, kuberay.HEAD_POD_PATH, step)
+    for index in range(len(config.ray.worker_groups)):
+        kuberay.add_root_init_step(cluster, kuberay.worker_pod_path(index), step)
 
 
 def _monitoring_env(config: AppConfig) -> dict[str, str]:

@@ -17,8 +17,11 @@ from .ray_job import JOB_DIR, train_command
 
 # Where the Ray image (docker/ray/Dockerfile) holds jobs/supervisor.py.
 SUPERVISOR_PATH = "/home/ray/jobs/supervisor.py"
-# supervisor.py's exit statuses that end the run for good: 1 gave up after --max-attempts, 2 bad arguments.
-FINAL_EXIT_CODES = [1, 2]
+# supervisor.py's exit statuses that end the run for good (its FINAL_EXIT_CODES; a test keeps them equal):
+# 2 bad arguments, 3 gave up, 4 a request the job API refused for good, 5 the driver rejected its input.
+# 1 (an unexpected Python error) and 6 (the token was refused: a new pod reads the recreated Secret) are
+# retried with a new pod, up to BACKOFF_LIMIT.
+FINAL_EXIT_CODES = [2, 3, 4, 5]
 # Supervisor pods that crash for another reason (killed for memory, a Python error) before the Job fails.
 BACKOFF_LIMIT = 6
 COMPONENT_LABEL = "app.kubernetes.io/name"
@@ -36,9 +39,10 @@ class RaySupervisorChart(Chart):
     admits its pods) with the token of KubeRay's Secret; it needs no Kubernetes API access.
 
     Pod failures: a pod lost with its node (eviction, node failure: condition DisruptionTarget) is replaced
-    without counting against `backoffLimit`; a supervisor that gave up (exit 1) or was given bad arguments
-    (exit 2) fails the Job at once, so a broken train.py is not resubmitted `backoffLimit` times over; any
-    other crash is retried up to BACKOFF_LIMIT times. `podFailurePolicy` needs `restartPolicy: Never`.
+    without counting against `backoffLimit`; a supervisor that ends for good (FINAL_EXIT_CODES: bad
+    arguments, gave up, a permanent refusal, a driver that rejected its input) fails the Job at once, so a
+    broken train.py is not resubmitted `backoffLimit` times over; any other crash (a Python error, an OOM
+    kill, a refused token) is retried up to BACKOFF_LIMIT times. `podFailurePolicy` needs `restartPolicy: Never`.
 
     A Job's pod template is immutable, so the Job's name carries a digest of it: a changed image or argument
     list makes a new Job, and the manifest's prune label deletes the old one. `image_key` is a synth-time

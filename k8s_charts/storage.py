@@ -143,3 +143,24 @@ def _claim(
             resources=k8s.ResourceRequirements(requests={"storage": _gib(storage)}),
         ),
     )
+
+
+# Creates each directory and gives it to the pods' user, top level only: a recursive chown would walk every
+# checkpoint on every pod start, and what the pods create inside is theirs already. Runs on every pod start
+# (head and each worker), so it is idempotent and safe to run on many pods at once (`mkdir -p`).
+PREPARE_SCRIPT = (
+    'set -eu; owner="$1"; shift; '
+    'for dir in "$@"; do mkdir -p "$dir"; chown "$owner" "$dir"; chmod 0775 "$dir"; done'
+)
+# Only what the script needs as root: chown (CHOWN), mkdir/chmod in a directory a restore left owned by
+# another user (DAC_OVERRIDE, FOWNER). All three are in Pod Security "baseline"'s allowed list.
+PREPARE_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER")
+
+
+def prepare_command(directories: tuple[str, ...], *, uid: int, gid: int) -> list[str]:
+    """The root init step's command: the file system's root and the runs' directory owned by uid:gid.
+
+    A new FSx for Lustre file system's root is root:root 0755 and the FSx CSI driver applies no fsGroup to
+    RWX volumes, so the unprivileged Ray pods could not create anything on it without this step.
+    """
+    return ["/bin/sh", "-c", PREPARE_SCRIPT, "prepare-storage", f"{uid}:{gid}", *directories]

@@ -150,7 +150,14 @@ def test_pod_failures_replace_lost_pods_and_stop_a_supervisor_that_gave_up(synth
     ignore, fail = job["spec"]["podFailurePolicy"]["rules"]
     assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     assert fail["action"] == "FailJob"
-    assert fail["onExitCodes"] == {"containerName": "supervisor", "operator": "In", "values": [1, 2]}
+    # The supervisor's own list: 1 (an uncaught Python error) and 6 (a refused token) get a new pod.
+    assert fail["onExitCodes"] == {
+        "containerName": "supervisor",
+        "operator": "In",
+        "values": list(supervisor.FINAL_EXIT_CODES),
+    }
+    assert 1 not in fail["onExitCodes"]["values"]
+    assert supervisor.EXIT_UNAUTHORIZED not in fail["onExitCodes"]["values"]
     assert [c["name"] for c in pod(synths["supervisor"])["containers"]] == ["supervisor"]
     assert job["spec"]["backoffLimit"] > 0
 
