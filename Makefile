@@ -23,7 +23,7 @@ SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
-	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit clean
+	bench-recovery bench-overhead bench-failure-policy bench-head-recovery job-local preflight deploy destroy status dashboard submit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-recovery: deps-dev ## Ray job recovery after a killed worker vs a cold sta
 
 bench-overhead: deps-dev ## Ray Train vs torchrun steps/s, and sync vs async checkpoint stall, in one run (~3 min)
 	$(BIN)/python bench/overhead.py
+
+bench-failure-policy: deps-dev ## Per-step cost of the job's failure policy, with vs without, in one run (~1 min)
+	$(BIN)/python bench/failure_policy.py
 
 bench-head-recovery: deps-dev ## Head loss: time to resume with vs without GCS fault tolerance (~3 min; redis-server)
 	$(BIN)/python bench/head_recovery.py

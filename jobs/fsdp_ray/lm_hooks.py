@@ -83,6 +83,17 @@ def registered_callback(directory: str | None) -> list[Any]:
     return [RegisteredCheckpoints()]
 
 
+class InjectedFailureError(RuntimeError):
+    """A deterministic failure for the failure-policy tests (`--fail-at-step`)."""
+
+
+def fail_at(fail_step: int | None, step: int) -> None:
+    """Raises before `step` when it is the configured one: the same error at the same step on every
+    attempt, as a bug in user code would."""
+    if fail_step is not None and step == fail_step:
+        raise InjectedFailureError(f"injected failure before step {step}")
+
+
 # --- readers ------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import lm_checkpoint
 import lm_data
+import lm_hooks
 import lm_metrics
 import lm_model
 import ray
@@ -85,6 +86,8 @@ class LoopConfig:
     export: bool  # consolidated Hugging Face model at the end
     attempt_log: Any = None  # ActorHandle of AttemptLog (Ray only)
     progress_dir: str | None = None  # tests and bench only (lm_hooks)
+    run_progress: Any = None  # ActorHandle of failure_policy.RunProgress (Ray only)
+    fail_at_step: int | None = None  # tests only: every rank raises before this step (lm_hooks)
 
     def resume_key(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
         """The model fingerprint plus the flags a checkpoint's data position and weights depend on."""
@@ -139,6 +142,7 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
     meter = Meter(cfg, rt, flops_token, start)
     saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group)
     for step in range(start, cfg.max_steps):
+        lm_hooks.fail_at(cfg.fail_at_step, step + 1)
         t0 = time.perf_counter()
         loss, grad_norm = train_step(model, optimizer, scheduler, next(batches), cfg.max_grad_norm)
         step_time, done = time.perf_counter() - t0, step + 1
@@ -153,6 +157,8 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
             stall = rt.save(saver, model, optimizer, train_state, metrics)
             meter.checkpoint(done, stall)
         progress.update(done, step_time, stall_s=stall)
+        if rt.rank == 0 and cfg.run_progress is not None:
+            cfg.run_progress.reached.remote(done)  # fire and forget: the failure policy's progress mark
         meter.step(done, loss, metrics)
     saver.wait()
     if cfg.export and rt.export_to is not None:

@@ -17,10 +17,12 @@ import sys
 import time
 from typing import Any
 
+import failure_policy
 import lm_checkpoint
 import lm_data
 import lm_hooks
 import lm_model
+import preflight
 from lm_loop import AttemptLog, LoopConfig, torchrun_runtime, train, train_loop_per_worker
 
 
@@ -80,7 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="async: DCP async_save (training pauses only to stage to CPU); sync: blocking save",
     )
     run.add_argument("--num-to-keep", type=positive_int, default=2)
-    run.add_argument("--max-failures", type=int, default=-1, help="worker-group restarts; -1 retries forever")
+    run.add_argument(
+        "--max-failures",
+        type=int,
+        default=-1,
+        help="worker-group failures in all that end the run; -1 (default): no cap, progress decides",
+    )
+    run.add_argument(
+        "--max-failures-without-progress",
+        type=positive_int,
+        default=failure_policy.DEFAULT_LIMIT,
+        help="failures in a row with no new step or checkpoint that end the run (a crash loop)",
+    )
     run.add_argument(
         "--no-export",
         dest="export",
@@ -136,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Hidden: tests and bench only. Progress files (lm_hooks); the torchrun launcher (bench/overhead.py).
     p.add_argument("--progress-dir", help=argparse.SUPPRESS)
     p.add_argument("--launcher", choices=("ray", "torchrun"), default="ray", help=argparse.SUPPRESS)
+    p.add_argument("--fail-at-step", type=positive_int, help=argparse.SUPPRESS)  # failure-policy tests
     return p  # fmt: skip
 
 
@@ -161,7 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def loop_config(args: argparse.Namespace, attempt_log: Any = None) -> LoopConfig:
+def loop_config(args: argparse.Namespace, attempt_log: Any = None, run_progress: Any = None) -> LoopConfig:
     model = lm_model.ModelSpec(
         source=args.model,
         task=args.task,
@@ -182,7 +196,8 @@ def loop_config(args: argparse.Namespace, attempt_log: Any = None) -> LoopConfig
         eval_source=args.eval_data,
         text_field=args.text_field,
         label_field=args.label_field,
-        tokenizer=args.tokenizer or args.model,
+        # "": no tokenizer (preflight.Facts: synthetic data with a model directory that has none).
+        tokenizer=args.tokenizer if args.tokenizer is not None else args.model,
     )
     return LoopConfig(
         model=model,
@@ -205,43 +220,49 @@ def loop_config(args: argparse.Namespace, attempt_log: Any = None) -> LoopConfig
         export=args.export and args.launcher == "ray",
         attempt_log=attempt_log,
         progress_dir=args.progress_dir,
+        run_progress=run_progress,
+        fail_at_step=args.fail_at_step,
     )
 
 
+EXIT_USER_ERROR = 2  # a mistake in the flags or inputs (preflight, a checkpoint of another run): not retried
+EXIT_GAVE_UP = 3  # the failure policy stopped a crash loop: resubmitting would repeat it
 RESUME_MISMATCH = re.compile(r"ResumeMismatchError: (.+)")
 
 
-def fail_fast_callbacks() -> list[Any]:
-    """Ray Train V2 retries every worker error up to --max-failures (forever by default). An error
-    raised from a controller callback is a ControllerError, which the default failure policy does
-    not retry: this callback turns a worker's ResumeMismatchError into one."""
-    from ray.train import UserCallback  # noqa: PLC0415
+class RunStoppedError(Exception):
+    """The run ends without a result; `code` is the driver's exit status, the message its one line."""
 
-    class FailFast(UserCallback):
-        def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
-            for error in worker_exceptions.values():
-                # Ray hands over the worker's own exception when it can unpickle it, else a wrapper
-                # whose text is the traceback ending in "...ResumeMismatchError: <message>".
-                if type(error).__name__ == "ResumeMismatchError":
-                    raise RuntimeError(f"ResumeMismatchError: {error}")
-                found = RESUME_MISMATCH.search(str(error))
-                if found:
-                    raise RuntimeError(f"ResumeMismatchError: {found.group(1)}")
-
-    return [FailFast()]
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def build_trainer(args: argparse.Namespace, attempt_log: Any) -> Any:
+def resume_mismatch(error: BaseException) -> str | None:
+    """The message of a worker's ResumeMismatchError, from the error itself or, when Ray could only
+    hand over a wrapper, from its traceback text ("...ResumeMismatchError: <message>")."""
+    failures = getattr(error, "worker_failures", None) or {}
+    for cause in [*failures.values(), error]:
+        if type(cause).__name__ == "ResumeMismatchError":
+            return str(cause)
+        found = RESUME_MISMATCH.search(str(cause))
+        if found:
+            return found.group(1)
+    return None
+
+
+def build_trainer(args: argparse.Namespace, attempt_log: Any, run_progress: Any = None) -> Any:
     import ray.data  # noqa: PLC0415
     import ray.train  # noqa: PLC0415
     from ray.train.torch import TorchConfig, TorchTrainer  # noqa: PLC0415
 
-    cfg = loop_config(args, attempt_log)
+    cfg = loop_config(args, attempt_log, run_progress)
     datasets = None
     if args.dataset != lm_data.SYNTHETIC:
         eval_rows = args.eval_batches * args.batch_size * args.num_workers
         datasets = lm_data.build(cfg.data, task=args.task, seq_len=args.seq_len, eval_rows=eval_rows)
     gpu = cfg.use_gpu
+    callbacks = [failure_policy.progress_callback(run_progress)] if run_progress is not None else []
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"loop": cfg},
@@ -258,15 +279,47 @@ def build_trainer(args: argparse.Namespace, attempt_log: Any) -> Any:
             name=args.run_name,
             storage_path=args.storage_path,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=args.num_to_keep),
-            failure_config=ray.train.FailureConfig(max_failures=args.max_failures),
-            callbacks=fail_fast_callbacks() + lm_hooks.registered_callback(args.progress_dir),
+            # Every worker-group failure comes back to the driver's policy (fit_until_done);
+            # preemptions stay with Ray Train, which retries them without limit by default.
+            failure_config=ray.train.FailureConfig(max_failures=0),
+            callbacks=callbacks + lm_hooks.registered_callback(args.progress_dir),
         ),
     )
 
 
-def main_ray(args: argparse.Namespace) -> int:
+def driver_actor(actor_class: Any) -> Any:
+    """An actor pinned to the driver's node: it dies only with the driver, whatever happens to workers."""
     import ray  # noqa: PLC0415
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
+
+    node = ray.get_runtime_context().get_node_id()
+    return actor_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+
+
+def fit_until_done(args: argparse.Namespace, attempt_log: Any) -> Any:
+    """fit(), and fit() again on the same run (which resumes from its latest checkpoint) after each
+    failure the policy retries; RunStoppedError when it stops (failure_policy explains the choice)."""
+    import ray  # noqa: PLC0415
+    import ray.train  # noqa: PLC0415
+
+    run_progress = driver_actor(failure_policy.RunProgress)
+    policy = failure_policy.Policy(args.max_failures_without_progress, args.max_failures)
+    while True:
+        try:
+            return build_trainer(args, attempt_log, run_progress).fit()
+        except ray.train.TrainingFailedError as error:
+            mismatch = resume_mismatch(error)
+            if mismatch:
+                raise RunStoppedError(EXIT_USER_ERROR, mismatch) from None
+            line = failure_policy.error_line(error)
+            reason = policy.after_failure(ray.get(run_progress.mark.remote()), line)
+            if reason:
+                raise RunStoppedError(EXIT_GAVE_UP, f"run {args.run_name} {reason}") from None
+            print(f"retrying run {args.run_name} from its latest checkpoint after: {line}", file=sys.stderr)
+
+
+def main_ray(args: argparse.Namespace) -> int:
+    import ray  # noqa: PLC0415
 
     # The controller polls workers this often: how soon a dead worker is noticed and a reported
     # checkpoint registered (Ray's default is 2 s). An explicit setting wins.
@@ -277,20 +330,13 @@ def main_ray(args: argparse.Namespace) -> int:
         f"run {args.run_name} in {args.storage_path}: {args.num_workers} {device} workers, FSDP2",
         file=sys.stderr,
     )
-    # Pinned to the driver's node: it dies only with the driver, whatever happens to worker nodes.
-    attempt_log = AttemptLog.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=False
-        )
-    ).remote()
+    attempt_log = driver_actor(AttemptLog)
     try:
-        result = build_trainer(args, attempt_log).fit()
-    except ray.train.TrainingFailedError as error:
-        found = RESUME_MISMATCH.search(str(error))
-        if not found:
-            raise
-        print(f"error: {found.group(1)}", file=sys.stderr)
-        return 2
+        result = fit_until_done(args, attempt_log)
+    except RunStoppedError as stopped:
+        # The last line of the driver's output: Ray puts it into the job's status message.
+        print(f"error: {stopped}", file=sys.stderr, flush=True)
+        return stopped.code
     export = os.path.join(args.storage_path, args.run_name, lm_checkpoint.EXPORT_DIR) if args.export else None
     summary = {
         "run_name": args.run_name,
@@ -313,8 +359,21 @@ def main_torchrun(args: argparse.Namespace) -> int:
     return 0
 
 
+def apply_preflight(args: argparse.Namespace) -> None:
+    """Runs the driver-side checks (preflight.py) and takes what they learned: the loaded model's
+    vocabulary (synthetic data draws token ids below it) and the tokenizer to use."""
+    facts = preflight.check(args)
+    args.vocab_size = facts.vocab_size
+    args.tokenizer = facts.tokenizer
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        apply_preflight(args)
+    except preflight.PreflightError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
     return main_torchrun(args) if args.launcher == "torchrun" else main_ray(args)
 
 

@@ -250,18 +250,6 @@ def test_a_changed_model_is_refused_with_one_line_naming_the_difference(tmp_path
     lm_checkpoint.check_resume_key(saved, dict(saved), "ck")  # the same run passes
 
 
-def test_failing_worker_message_becomes_the_fail_fast_error() -> None:
-    callback = train.fail_fast_callbacks()[0]
-    traceback = (
-        "Traceback ...\nlm_checkpoint.ResumeMismatchError: checkpoint /x does not match this run (a)\n"
-    )
-    with pytest.raises(RuntimeError, match=re.escape("ResumeMismatchError: checkpoint /x does not match")):
-        callback.after_exception(None, {0: RuntimeError(traceback)})
-    with pytest.raises(RuntimeError, match=re.escape("ResumeMismatchError: checkpoint /y does not match")):
-        callback.after_exception(None, {1: lm_checkpoint.ResumeMismatchError("checkpoint /y does not match")})
-    callback.after_exception(None, {0: RuntimeError("Traceback ...\nOSError: disk full")})  # retried
-
-
 def test_export_writes_a_hugging_face_model_that_loads_with_the_same_logits(
     tmp_path: Path, single_rank_group
 ) -> None:
