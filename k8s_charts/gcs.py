@@ -26,6 +26,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 RECONNECT_TIMEOUT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 STORE_LABELS = {"app.kubernetes.io/name": "ray-gcs-store"}
 INSTANCE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"
+VALKEY_UID = 999  # the `valkey` user and group of the official valkey/valkey images
 
 
 def store_name(config: AppConfig) -> str:
@@ -138,9 +139,17 @@ def _store_pod(config: AppConfig) -> k8s.PodSpec:
                 command=[
                     "sh",
                     "-c",
+                    # No `--protected-mode no`: with a password set, protected mode refuses nothing.
                     'exec valkey-server --port 6379 --requirepass "$REDIS_PASSWORD" '
-                    "--appendonly yes --dir /data --protected-mode no",
+                    "--appendonly yes --dir /data",
                 ],
+                # Pod Security `restricted`: the image's valkey user, no privilege escalation, no
+                # capabilities (port 6379 needs none).
+                security_context=k8s.SecurityContext(
+                    allow_privilege_escalation=False,
+                    capabilities=k8s.Capabilities(drop=["ALL"]),
+                    read_only_root_filesystem=True,
+                ),
                 env=[k8s.EnvVar(name="REDIS_PASSWORD", value_from=password)],
                 ports=[k8s.ContainerPort(container_port=REDIS_PORT, name="redis")],
                 resources=k8s.ResourceRequirements(
@@ -161,6 +170,16 @@ def _store_pod(config: AppConfig) -> k8s.PodSpec:
             )
         ],
         volumes=[k8s.Volume(name="data", empty_dir=k8s.EmptyDirVolumeSource())],
+        # The official valkey image's `valkey` user and group (999): the command bypasses the entrypoint
+        # that would otherwise drop root itself. fsGroup makes the emptyDir its own.
+        security_context=k8s.PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=VALKEY_UID,
+            run_as_group=VALKEY_UID,
+            fs_group=VALKEY_UID,
+            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+        ),
+        automount_service_account_token=False,  # the store never calls the Kubernetes API
         # Never on the head's instance group: a lost head node must not take the GCS state with it. (Node
         # affinity, not anti-affinity to the head pod: that would let the store take the head's only node.)
         affinity=k8s.Affinity(
