@@ -107,6 +107,7 @@ class GcsStoreChart(Chart):
                 ],
             ),
         )
+        self._only_the_head_connects(config)
         k8s.KubeDeployment(
             self,
             "store",
@@ -120,6 +121,38 @@ class GcsStoreChart(Chart):
                     metadata=k8s.ObjectMeta(labels=STORE_LABELS),
                     spec=_store_pod(config),
                 ),
+            ),
+        )
+
+    def _only_the_head_connects(self, config: AppConfig) -> None:
+        """Only GCS (on the head) and KubeRay's Redis cleanup Job (run when the RayCluster is deleted) talk
+        to the store; Ray workers and user code in the namespace have no business there."""
+        cluster = config.ray.cluster_name
+        peers = [
+            k8s.NetworkPolicyPeer(
+                pod_selector=k8s.LabelSelector(
+                    match_labels={"ray.io/cluster": cluster, "ray.io/node-type": node_type}
+                )
+            )
+            for node_type in ("head", "redis-cleanup")  # KubeRay 1.7's node-type labels
+        ]
+        k8s.KubeNetworkPolicy(
+            self,
+            "store-ingress",
+            metadata=k8s.ObjectMeta(name=f"{store_name(config)}-ingress", namespace=config.ray.namespace),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=STORE_LABELS),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(
+                        from_=peers,
+                        ports=[
+                            k8s.NetworkPolicyPort(
+                                port=k8s.IntOrString.from_number(REDIS_PORT), protocol="TCP"
+                            )
+                        ],
+                    )
+                ],
             ),
         )
 
