@@ -91,6 +91,48 @@ class AppConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _namespaces_do_not_collide(self) -> "AppConfig":
+        """Each stack creates and deletes its own namespace (Ray, the operator, monitoring), and the
+        HyperPod dependency chart's release lives in its own: sharing one would let one stack's destroy
+        delete another's objects, or its Pod Security level and NetworkPolicies apply to the other's pods.
+        (Ray against the operator has its own message above.)"""
+        owners = [
+            ("ray.namespace", self.ray.namespace),
+            ("kuberay.namespace", self.kuberay.namespace),
+            ("hyperpod.dependency_chart.namespace", self.hyperpod.dependency_chart.namespace),
+        ]
+        if self.observability.enabled:
+            owners.append(("observability.namespace", self.observability.namespace))
+        problems = [
+            f"{field}={namespace!r} is also {other}: each needs a namespace of its own"
+            for index, (field, namespace) in enumerate(owners)
+            for other, other_namespace in owners[index + 1 :]
+            if namespace == other_namespace and (field, other) != ("ray.namespace", "kuberay.namespace")
+        ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _no_reserved_node_label_keys(self) -> "AppConfig":
+        """Keys under kubernetes.io/ and k8s.io/ (and their subdomains) belong to Kubernetes (the kubelet
+        refuses most of them, and node.kubernetes.io/instance-type selects the Ray pods' nodes), those
+        under sagemaker.amazonaws.com/ to HyperPod (the Ray pods select its node-health-status label)."""
+        problems = []
+        for index, group in enumerate(self.hyperpod.instance_groups):
+            for key in group.labels:
+                prefix = key.split("/", 1)[0] if "/" in key else ""
+                if _reserved_label_prefix(prefix):
+                    problems.append(
+                        f"hyperpod.instance_groups[{index}].labels: key {key!r} is under {prefix}/, which "
+                        "Kubernetes or HyperPod reserve (kubernetes.io, k8s.io and their subdomains, "
+                        "sagemaker.amazonaws.com): choose another prefix"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _hyperpod_cluster_named_after_prefix(cls, values: Any) -> Any:
@@ -221,6 +263,12 @@ class AppConfig(Section):
     def worker_gpus(self, worker_index: int) -> int:
         """GPUs per pod of a worker group: configured, or the whole instance's."""
         return self.worker_size(worker_index).gpus
+
+
+def _reserved_label_prefix(prefix: str) -> bool:
+    return prefix == "sagemaker.amazonaws.com" or any(
+        prefix == domain or prefix.endswith("." + domain) for domain in ("kubernetes.io", "k8s.io")
+    )
 
 
 def _size_problems(
