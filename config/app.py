@@ -7,6 +7,10 @@ from pydantic import Field, model_validator
 
 from .base import Section
 from .capacity import (
+    AUTOSCALER,
+    DCGM_EXPORTER,
+    IN_CLUSTER_STORE,
+    RAYJOB_SUBMITTER,
     SUPERVISOR,
     Requests,
     cpu_millis,
@@ -18,7 +22,7 @@ from .capacity import (
 from .eks import EksConfig
 from .gcs import GcsFaultToleranceConfig
 from .hyperpod import HyperPodConfig, InstanceGroupConfig
-from .instance_types import UnknownInstanceTypeError
+from .instance_types import UnknownInstanceTypeError, known_gpus
 from .network import NetworkConfig
 from .observability import ObservabilityConfig, check_one_dcgm_exporter
 from .ray import HeadConfig, KubeRayConfig, RayConfig, WorkerGroupConfig
@@ -87,6 +91,48 @@ class AppConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _namespaces_do_not_collide(self) -> "AppConfig":
+        """Each stack creates and deletes its own namespace (Ray, the operator, monitoring), and the
+        HyperPod dependency chart's release lives in its own: sharing one would let one stack's destroy
+        delete another's objects, or its Pod Security level and NetworkPolicies apply to the other's pods.
+        (Ray against the operator has its own message above.)"""
+        owners = [
+            ("ray.namespace", self.ray.namespace),
+            ("kuberay.namespace", self.kuberay.namespace),
+            ("hyperpod.dependency_chart.namespace", self.hyperpod.dependency_chart.namespace),
+        ]
+        if self.observability.enabled:
+            owners.append(("observability.namespace", self.observability.namespace))
+        problems = [
+            f"{field}={namespace!r} is also {other}: each needs a namespace of its own"
+            for index, (field, namespace) in enumerate(owners)
+            for other, other_namespace in owners[index + 1 :]
+            if namespace == other_namespace and (field, other) != ("ray.namespace", "kuberay.namespace")
+        ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _no_reserved_node_label_keys(self) -> "AppConfig":
+        """Keys under kubernetes.io/ and k8s.io/ (and their subdomains) belong to Kubernetes (the kubelet
+        refuses most of them, and node.kubernetes.io/instance-type selects the Ray pods' nodes), those
+        under sagemaker.amazonaws.com/ to HyperPod (the Ray pods select its node-health-status label)."""
+        problems = []
+        for index, group in enumerate(self.hyperpod.instance_groups):
+            for key in group.labels:
+                prefix = key.split("/", 1)[0] if "/" in key else ""
+                if _reserved_label_prefix(prefix):
+                    problems.append(
+                        f"hyperpod.instance_groups[{index}].labels: key {key!r} is under {prefix}/, which "
+                        "Kubernetes or HyperPod reserve (kubernetes.io, k8s.io and their subdomains, "
+                        "sagemaker.amazonaws.com): choose another prefix"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _hyperpod_cluster_named_after_prefix(cls, values: Any) -> Any:
@@ -135,8 +181,7 @@ class AppConfig(Section):
                     "each Ray group needs its own instance group (one Ray pod per node)"
                 )
             used.setdefault(group.name, where)
-            beside = self.head_neighbours() if isinstance(ray_group, HeadConfig) else ()
-            problems += _size_problems(where, ray_group, group, beside)
+            problems += _size_problems(where, ray_group, group, self.pods_beside(ray_group))
             if isinstance(ray_group, WorkerGroupConfig) and ray_group.max_replicas > group.count:
                 problems.append(
                     f"{where}.max_replicas={ray_group.max_replicas} exceeds the {group.count} "
@@ -164,11 +209,29 @@ class AppConfig(Section):
         """Pods pinned to the head's instance group besides the head: room is kept for them on its node."""
         return (SUPERVISOR,) if self.runs_supervisor else ()
 
+    def pods_beside(self, ray_group: "HeadConfig | WorkerGroupConfig") -> tuple[Requests, ...]:
+        """Every pod this app may place on the node of a Ray pod of this group, in this configuration,
+        beyond the per-node system DaemonSets and cluster Deployments of config/capacity.py. Room is kept
+        for all of them, since the scheduler may put them all on one node."""
+        group = self.hyperpod.group(ray_group.instance_group)
+        is_head = isinstance(ray_group, HeadConfig)
+        pods = list(self.head_neighbours()) if is_head else []
+        if is_head and self.ray.autoscaling.enabled:
+            pods.append(AUTOSCALER)  # a second container of the head pod itself
+        gpu_node = known_gpus(group.instance_type) > 0
+        if self.observability.enabled and self.observability.dcgm_exporter and gpu_node:
+            pods.append(DCGM_EXPORTER)
+        if self.gcs_fault_tolerance.in_cluster and not is_head:  # kept off the head's group (gcs.py)
+            pods.append(IN_CLUSTER_STORE)
+        if self.ray.job.enabled and self.ray.job.runner == "rayjob":  # KubeRay's submitter: no selector
+            pods.append(RAYJOB_SUBMITTER)
+        return tuple(pods)
+
     def head_size(self) -> PodSize:
         """Resources of the head pod: configured, or all its node can give a pod next to its neighbours."""
         head = self.ray.head
         group = self.hyperpod.group(head.instance_group)
-        room = ray_pod_capacity(group.instance_type, group.threads_per_core, self.head_neighbours())
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core, self.pods_beside(head))
         # The head runs no tasks (num-cpus 0): its CPUs serve GCS, the dashboard and job drivers, so
         # fractions of a core are worth keeping.
         return PodSize(
@@ -182,7 +245,7 @@ class AppConfig(Section):
         """Resources of one worker pod: configured, or all its node can give a pod."""
         worker = self.ray.worker_groups[worker_index]
         group = self.hyperpod.group(worker.instance_group)
-        room = ray_pod_capacity(group.instance_type, group.threads_per_core)
+        room = ray_pod_capacity(group.instance_type, group.threads_per_core, self.pods_beside(worker))
         # Whole cores: Ray schedules whole CPUs, and KubeRay would round a fraction up for num-cpus.
         return PodSize(
             cpu=worker.cpu or cpu_quantity(room.cpu_millis // 1000 * 1000),
@@ -200,6 +263,12 @@ class AppConfig(Section):
     def worker_gpus(self, worker_index: int) -> int:
         """GPUs per pod of a worker group: configured, or the whole instance's."""
         return self.worker_size(worker_index).gpus
+
+
+def _reserved_label_prefix(prefix: str) -> bool:
+    return prefix == "sagemaker.amazonaws.com" or any(
+        prefix == domain or prefix.endswith("." + domain) for domain in ("kubernetes.io", "k8s.io")
+    )
 
 
 def _size_problems(
@@ -225,6 +294,12 @@ def _size_problems(
             "reservation and the per-node system pods: choose a larger instance type"
         ]
     problems = []
+    if need_cpu == 1000 and ray_group.cpu is not None and cpu_millis(ray_group.cpu) < need_cpu:
+        # num-cpus is the request's whole cores: below one, Ray would schedule nothing on the worker.
+        problems.append(
+            f"{where}.cpu={ray_group.cpu!r} gives Ray no whole CPU (num-cpus 0): request at least 1; "
+            f"{node} leaves {cpu_quantity(room.cpu_millis)} for the pod"
+        )
     if ray_group.cpu is not None and cpu_millis(ray_group.cpu) > room.cpu_millis:
         problems.append(
             f"{where}.cpu={ray_group.cpu!r} is more than {node} can give a pod: "

@@ -14,14 +14,24 @@ derived from it by default and checked against it when configured. The model is 
 
 kube-reserved, from awslabs/amazon-eks-ami nodeadm (`internal/kubelet/config.go`):
     cpu    = 6% of the first core + 1% of the second + 0.5% of the next two + 0.25% of the rest
-    memory = 11 MiB x maxPods + 255 MiB; maxPods is bounded by the AL2 max-pods-calculator's caps
-             (110 up to 30 vCPUs, 250 above): the ENI-derived value is never larger
+    memory = 11 MiB x maxPods + 255 MiB
     eviction-hard memory.available = 100Mi
+
+maxPods is the larger of the ENI-derived value (the EKS AMI's own table, config/data/eks_max_pods.txt:
+default ENIs x (IPv4 addresses per ENI - 1) + 2, what nodeadm and the AL2 bootstrap use when nothing
+overrides it) and the max-pods-calculator's caps (110 up to 30 vCPUs, 250 above), which a node started
+with prefix delegation or `--use-max-pods false` may use instead. HyperPod does not document which of them
+its AMI's kubelet uses, nor any reservation of its own beyond the kubelet's (system-reserved is unset in
+the EKS AMIs): the larger one is kept, so the model errs towards a smaller pod. Karpenter publishes the
+same figures (ml.g5.12xlarge, 737 pods: 173400Mi allocatable before DaemonSets). `ops status` shows the
+real allocatable of each node once it has joined.
 """
 
+from functools import cache
+from pathlib import Path
 from typing import NamedTuple
 
-from .instance_types import instance_facts
+from .instance_types import UnknownInstanceTypeError, instance_facts
 
 VM_MEMORY_OVERHEAD = 0.075
 EVICTION_HARD_MIB = 100
@@ -87,6 +97,20 @@ CLUSTER_DEPLOYMENTS: tuple[Requests, ...] = (
 # Ray's job SDK (about 85 MiB resident with Ray 2.60) and polls the job API every few seconds.
 SUPERVISOR = Requests("ray-job-supervisor", 250, 256, "k8s_charts/ray_supervisor.py: requests = limits")
 
+# Pods this app places beside Ray pods, depending on the configuration (AppConfig.pods_beside says where).
+DCGM_EXPORTER = Requests(
+    "dcgm-exporter", 100, 128, "dcgm-exporter chart 4.x values: requests 100m/128Mi (GPU nodes only)"
+)
+IN_CLUSTER_STORE = Requests(
+    "gcs-valkey", 250, 512, "k8s_charts/gcs.py: requests = limits, on any group but the head's"
+)
+RAYJOB_SUBMITTER = Requests(
+    "rayjob-submitter", 500, 200, "KubeRay 1.7 default submitter pod: requests 500m/200Mi, no node selector"
+)
+AUTOSCALER = Requests(
+    "ray-autoscaler", 500, 512, "KubeRay 1.7 default autoscaler sidecar of the head: requests 500m/512Mi"
+)
+
 
 class Capacity(NamedTuple):
     cpu_millis: int
@@ -115,8 +139,32 @@ def max_pods_bound(vcpus: int) -> int:
     return 110 if vcpus <= 30 else 250
 
 
-def kube_reserved_memory_mib(vcpus: int) -> int:
-    return RESERVED_MIB_PER_POD * max_pods_bound(vcpus) + BASE_RESERVED_MIB
+MAX_PODS_TABLE = Path(__file__).with_name("data") / "eks_max_pods.txt"
+
+
+@cache
+def eni_max_pods_table() -> dict[str, int]:
+    """EC2 instance type -> the EKS AMI's ENI-derived maxPods (a committed copy of the AMI's table)."""
+    table = {}
+    for line in MAX_PODS_TABLE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            # nodeadm's CalcMaxPods; the fourth column shows the result (tests check they agree)
+            instance_type, enis, ips_per_eni, _shown = line.split()
+            table[instance_type] = int(enis) * (int(ips_per_eni) - 1) + 2
+    return table
+
+
+def kubelet_max_pods(instance_type: str, vcpus: int) -> int:
+    """The maxPods the kubelet's memory reservation is computed from, at worst: the larger of the
+    ENI-derived value and the calculator's cap (which HyperPod's AMI uses is not documented)."""
+    eni = eni_max_pods_table().get(instance_type.removeprefix("ml."))
+    if eni is None:
+        raise UnknownInstanceTypeError(f"{instance_type} is not in the EKS AMI max-pods table")
+    return max(eni, max_pods_bound(vcpus))
+
+
+def kube_reserved_memory_mib(max_pods: int) -> int:
+    return RESERVED_MIB_PER_POD * max_pods + BASE_RESERVED_MIB
 
 
 def node_allocatable(instance_type: str, threads_per_core: int) -> Capacity:
@@ -126,7 +174,9 @@ def node_allocatable(instance_type: str, threads_per_core: int) -> Capacity:
     memory_mib = int(facts.memory_gib * 1024 * (1 - VM_MEMORY_OVERHEAD))
     return Capacity(
         cpu_millis=cores * 1000 - kube_reserved_cpu_millis(cores),
-        memory_mib=memory_mib - kube_reserved_memory_mib(facts.vcpus) - EVICTION_HARD_MIB,
+        memory_mib=memory_mib
+        - kube_reserved_memory_mib(kubelet_max_pods(instance_type, facts.vcpus))
+        - EVICTION_HARD_MIB,
         gpus=facts.gpus,
         efa=facts.efa,
     )

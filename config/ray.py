@@ -162,6 +162,12 @@ class RayConfig(Section):
     autoscaling: AutoscalingConfig = Field(default=AutoscalingConfig(), description="The Ray autoscaler.")
     monitoring: MonitoringConfig = Field(default=MonitoringConfig(), description="Dashboard metrics sources.")
     job: RayJobConfig = Field(default=RayJobConfig(), description="The optional declarative RayJob.")
+    allow_imds: bool = Field(
+        default=False,
+        description="Let Ray pods reach the instance metadata service (169.254.169.254), and through it "
+        "the node's HyperPod execution role. Off: user code in a Ray job gets no node credentials "
+        "(k8s_charts/network_policy.py).",
+    )
 
     @field_validator("cluster_name")
     @classmethod

@@ -26,6 +26,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 RECONNECT_TIMEOUT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 STORE_LABELS = {"app.kubernetes.io/name": "ray-gcs-store"}
 INSTANCE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"
+VALKEY_UID = 999  # the `valkey` user and group of the official valkey/valkey images
 
 
 def store_name(config: AppConfig) -> str:
@@ -106,6 +107,7 @@ class GcsStoreChart(Chart):
                 ],
             ),
         )
+        self._only_the_head_connects(config)
         k8s.KubeDeployment(
             self,
             "store",
@@ -119,6 +121,38 @@ class GcsStoreChart(Chart):
                     metadata=k8s.ObjectMeta(labels=STORE_LABELS),
                     spec=_store_pod(config),
                 ),
+            ),
+        )
+
+    def _only_the_head_connects(self, config: AppConfig) -> None:
+        """Only GCS (on the head) and KubeRay's Redis cleanup Job (run when the RayCluster is deleted) talk
+        to the store; Ray workers and user code in the namespace have no business there."""
+        cluster = config.ray.cluster_name
+        peers = [
+            k8s.NetworkPolicyPeer(
+                pod_selector=k8s.LabelSelector(
+                    match_labels={"ray.io/cluster": cluster, "ray.io/node-type": node_type}
+                )
+            )
+            for node_type in ("head", "redis-cleanup")  # KubeRay 1.7's node-type labels
+        ]
+        k8s.KubeNetworkPolicy(
+            self,
+            "store-ingress",
+            metadata=k8s.ObjectMeta(name=f"{store_name(config)}-ingress", namespace=config.ray.namespace),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=STORE_LABELS),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(
+                        from_=peers,
+                        ports=[
+                            k8s.NetworkPolicyPort(
+                                port=k8s.IntOrString.from_number(REDIS_PORT), protocol="TCP"
+                            )
+                        ],
+                    )
+                ],
             ),
         )
 
@@ -138,9 +172,17 @@ def _store_pod(config: AppConfig) -> k8s.PodSpec:
                 command=[
                     "sh",
                     "-c",
+                    # No `--protected-mode no`: with a password set, protected mode refuses nothing.
                     'exec valkey-server --port 6379 --requirepass "$REDIS_PASSWORD" '
-                    "--appendonly yes --dir /data --protected-mode no",
+                    "--appendonly yes --dir /data",
                 ],
+                # Pod Security `restricted`: the image's valkey user, no privilege escalation, no
+                # capabilities (port 6379 needs none).
+                security_context=k8s.SecurityContext(
+                    allow_privilege_escalation=False,
+                    capabilities=k8s.Capabilities(drop=["ALL"]),
+                    read_only_root_filesystem=True,
+                ),
                 env=[k8s.EnvVar(name="REDIS_PASSWORD", value_from=password)],
                 ports=[k8s.ContainerPort(container_port=REDIS_PORT, name="redis")],
                 resources=k8s.ResourceRequirements(
@@ -161,6 +203,16 @@ def _store_pod(config: AppConfig) -> k8s.PodSpec:
             )
         ],
         volumes=[k8s.Volume(name="data", empty_dir=k8s.EmptyDirVolumeSource())],
+        # The official valkey image's `valkey` user and group (999): the command bypasses the entrypoint
+        # that would otherwise drop root itself. fsGroup makes the emptyDir its own.
+        security_context=k8s.PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=VALKEY_UID,
+            run_as_group=VALKEY_UID,
+            fs_group=VALKEY_UID,
+            seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+        ),
+        automount_service_account_token=False,  # the store never calls the Kubernetes API
         # Never on the head's instance group: a lost head node must not take the GCS state with it. (Node
         # affinity, not anti-affinity to the head pod: that would let the store take the head's only node.)
         affinity=k8s.Affinity(

@@ -1,5 +1,5 @@
 """Who may connect to the Ray pods: the namespace's own pods, the KubeRay operator on the dashboard port, and
-the metrics collector on the metrics port.
+the metrics collector on the metrics port; and where the Ray pods, which run arbitrary user code, may connect.
 
 Ray's ports (GCS 6379, dashboard and job API 8265, client 10001, and the workers' object-manager and worker
 ports) would otherwise be open to every pod in the cluster; token authentication guards the APIs, this keeps
@@ -13,6 +13,7 @@ from cdk8s_plus_28 import k8s
 from constructs import Construct
 
 from config import AppConfig
+from config.gcs import ELASTICACHE_PORT
 from config.observability import PROMETHEUS_RELEASE
 from observability.scrape import RAY_METRICS_PORT
 
@@ -25,6 +26,16 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on eve
 OPERATOR_LABELS = {"app.kubernetes.io/name": "kuberay-operator"}
 # The in-cluster Prometheus server's pods as the prometheus chart labels them.
 PROMETHEUS_LABELS = {"app.kubernetes.io/name": PROMETHEUS_RELEASE}
+DNS_LABELS = {"k8s-app": "kube-dns"}  # CoreDNS as the EKS add-on labels it
+IMDS_CIDR = "169.254.169.254/32"
+
+
+def _port(number: int, protocol: str = "TCP") -> k8s.NetworkPolicyPort:
+    return k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(number), protocol=protocol)
+
+
+def _cidr(cidr: str) -> k8s.NetworkPolicyPeer:
+    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=cidr))
 
 
 class RayNetworkPolicyChart(Chart):
@@ -82,6 +93,63 @@ class RayNetworkPolicyChart(Chart):
         )
         if config.observability.enabled:
             self._metrics(config, scraper_cidr)
+        self._egress(config, scraper_cidr)
+
+    def _egress(self, config: AppConfig, vpc_cidr: str | None) -> None:
+        """Where Ray pods may connect: the namespace (Ray itself, the in-cluster GCS store), cluster DNS,
+        and addresses outside the VPC (Hugging Face, S3 through the gateway endpoint, package indexes),
+        never the instance metadata service unless `ray.allow_imds`. Inside the VPC only what Ray needs:
+        ElastiCache's port for the GCS store, and the API server's HTTPS for the head's autoscaler. The
+        FSx Lustre client runs in the node's kernel, outside the pod network: no rule is needed for it,
+        nor for EFA, which bypasses the IP stack."""
+        if vpc_cidr is None:
+            raise ValueError("the Ray pods' egress policy needs the VPC's CIDR")
+        cluster, namespace = config.ray.cluster_name, config.ray.namespace
+        outside = [vpc_cidr] + ([] if config.ray.allow_imds else [IMDS_CIDR])
+        rules = [
+            k8s.NetworkPolicyEgressRule(to=[k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector())]),
+            k8s.NetworkPolicyEgressRule(
+                to=[
+                    k8s.NetworkPolicyPeer(
+                        namespace_selector=k8s.LabelSelector(
+                            match_labels={NAMESPACE_NAME_LABEL: "kube-system"}
+                        ),
+                        pod_selector=k8s.LabelSelector(match_labels=DNS_LABELS),
+                    )
+                ],
+                ports=[_port(53, "UDP"), _port(53, "TCP")],
+            ),
+            k8s.NetworkPolicyEgressRule(
+                to=[k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr="0.0.0.0/0", except_=outside))]
+            ),
+        ]
+        if config.gcs_fault_tolerance.elasticache:
+            rules.append(k8s.NetworkPolicyEgressRule(to=[_cidr(vpc_cidr)], ports=[_port(ELASTICACHE_PORT)]))
+        k8s.KubeNetworkPolicy(
+            self,
+            "ray-egress",
+            metadata=k8s.ObjectMeta(name=f"{cluster}-ray-egress", namespace=namespace),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels={CLUSTER_LABEL: cluster}),
+                policy_types=["Egress"],
+                egress=rules,
+            ),
+        )
+        if config.ray.autoscaling.enabled:
+            # The autoscaler sidecar patches the RayCluster through the API server (its private endpoint's
+            # ENIs sit in the VPC); only the head runs it.
+            k8s.KubeNetworkPolicy(
+                self,
+                "head-api-server",
+                metadata=k8s.ObjectMeta(name=f"{cluster}-head-api-server", namespace=namespace),
+                spec=k8s.NetworkPolicySpec(
+                    pod_selector=k8s.LabelSelector(
+                        match_labels={CLUSTER_LABEL: cluster, NODE_TYPE_LABEL: "head"}
+                    ),
+                    policy_types=["Egress"],
+                    egress=[k8s.NetworkPolicyEgressRule(to=[_cidr(vpc_cidr)], ports=[_port(443)])],
+                ),
+            )
 
     def _metrics(self, config: AppConfig, scraper_cidr: str | None) -> None:
         """The collector reads every Ray pod's metrics port: nothing else of Ray is reachable this way."""

@@ -14,6 +14,9 @@ from .scrape import scrape_configuration
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 INSTANCE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"
+# HyperPod's node health label: Schedulable once a node passed its health checks (as the Ray pods select).
+HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
+SCHEDULABLE = "Schedulable"
 RAY_DASHBOARDS_VOLUME = "ray-dashboards"
 GRAFANA_SERVICE_ACCOUNT = "grafana"
 # The Prometheus chart's default scrape jobs (chart 29.27.0): Helm merges maps, so each is turned off by name.
@@ -112,7 +115,7 @@ def _provider(name: str, path: str) -> dict[str, Any]:
 
 
 def dcgm_exporter_values(config: AppConfig) -> dict[str, Any]:
-    """On every GPU node, whatever its taints (like HyperPod's device plugins), and nowhere else."""
+    """On every healthy GPU node, whatever its taints (like HyperPod's device plugins), and nowhere else."""
     return {
         "serviceMonitor": {"enabled": False},  # no Prometheus Operator here: the scrape job finds the pods
         "tolerations": [{"operator": "Exists"}],
@@ -126,7 +129,10 @@ def dcgm_exporter_values(config: AppConfig) -> dict[str, Any]:
                                     "key": INSTANCE_TYPE_LABEL,
                                     "operator": "In",
                                     "values": gpu_instance_types(config),
-                                }
+                                },
+                                # Off nodes HyperPod is checking or repairing: deep health checks run
+                                # DCGM diagnostics that need the GPUs' profiling counters to themselves.
+                                {"key": HEALTH_LABEL, "operator": "In", "values": [SCHEDULABLE]},
                             ]
                         }
                     ]

@@ -49,9 +49,12 @@ def _pod_targets(namespace: str, label: str, value: str) -> dict[str, Any]:
 def ray_job(config: AppConfig) -> dict[str, Any]:
     ray = config.ray
     job = {"job_name": RAY_JOB, **_pod_targets(ray.namespace, RAY_CLUSTER_LABEL, ray.cluster_name)}
-    job["relabel_configs"].append(
-        {"source_labels": [_pod_label(RAY_NODE_TYPE_LABEL)], "target_label": "ray_node_type"}
-    )
+    job["relabel_configs"] += [
+        {"source_labels": [_pod_label(RAY_NODE_TYPE_LABEL)], "target_label": "ray_node_type"},
+        # Ray's own Grafana dashboards filter every panel on `ray_io_cluster` (what KubeRay's PodMonitor
+        # sets): without it their Cluster variable is empty and the panels show nothing.
+        {"source_labels": [_pod_label(RAY_CLUSTER_LABEL)], "target_label": "ray_io_cluster"},
+    ]
     return job
 
 

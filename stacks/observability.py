@@ -14,7 +14,7 @@ from constructs import Construct
 
 from config import AppConfig
 from config.observability import GRAFANA_RELEASE, PROMETHEUS_RELEASE
-from k8s_charts.namespace import NamespaceChart
+from k8s_charts.namespace import NamespaceChart, namespace_pod_security
 from observability import helm_values
 from observability.scrape import scrape_yaml
 
@@ -50,7 +50,12 @@ class ObservabilityStack(cdk.Stack):
         observability = config.observability
         self.namespace = self.deployer.apply(
             "MonitoringNamespace",
-            NamespaceChart(self.deployer.app, "monitoring", name=observability.namespace),
+            NamespaceChart(
+                self.deployer.app,
+                "monitoring",
+                name=observability.namespace,
+                enforce=namespace_pod_security(config)[observability.namespace],
+            ),
         )
         self.workspace: aps.CfnWorkspace | None = None
         self.scraper: aps.CfnScraper | None = None

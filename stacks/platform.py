@@ -11,7 +11,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from config import AppConfig
-from k8s_charts.namespace import NamespaceChart
+from k8s_charts.namespace import NamespaceChart, namespace_pod_security
 
 from .components.fsx_cleanup import FsxCleanup
 from .components.hyperpod_dependencies.release import HyperPodDependencies
@@ -54,7 +54,12 @@ class PlatformStack(cdk.Stack):
     def _kuberay(self, config: AppConfig) -> eks.HelmChart:
         namespace = self.deployer.apply(
             "KuberayNamespace",
-            NamespaceChart(self.deployer.app, "kuberay-namespace", name=config.kuberay.namespace),
+            NamespaceChart(
+                self.deployer.app,
+                "kuberay-namespace",
+                name=config.kuberay.namespace,
+                enforce=namespace_pod_security(config)[config.kuberay.namespace],
+            ),
         )
         operator = eks.HelmChart(
             self,

@@ -9,7 +9,7 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from config import AppConfig
-from k8s_charts.namespace import NamespaceChart
+from k8s_charts.namespace import NamespaceChart, namespace_pod_security
 from k8s_charts.network_policy import RayNetworkPolicyChart
 from k8s_charts.ray_cluster import RayClusterChart
 from k8s_charts.ray_job import RayJobChart
@@ -54,7 +54,13 @@ class RayStack(cdk.Stack):
         self.deployer = ChartDeployer(self, cluster)
         k8s = self.deployer.app
         namespace = self.deployer.apply(
-            "NamespaceManifest", NamespaceChart(k8s, "ray-namespace", name=config.ray.namespace)
+            "NamespaceManifest",
+            NamespaceChart(
+                k8s,
+                "ray-namespace",
+                name=config.ray.namespace,
+                enforce=namespace_pod_security(config)[config.ray.namespace],
+            ),
         )
         claim = self.deployer.apply("ClaimManifest", self._storage_chart(config, cluster_access, file_system))
         # The claim lives in the namespace; on destroy it goes first (a namespace deletion would race it).

@@ -5,11 +5,19 @@ import pytest
 
 from config import ConfigError, load_config
 from config.capacity import (
+    AUTOSCALER,
     CLUSTER_DEPLOYMENTS,
+    DCGM_EXPORTER,
+    IN_CLUSTER_STORE,
+    MAX_PODS_TABLE,
     NODE_DAEMONSETS,
+    RAYJOB_SUBMITTER,
+    SUPERVISOR,
     cpu_millis,
+    eni_max_pods_table,
     kube_reserved_cpu_millis,
     kube_reserved_memory_mib,
+    kubelet_max_pods,
     memory_mib,
     node_allocatable,
     overhead,
@@ -78,9 +86,36 @@ def test_kubelet_cpu_reservation_follows_the_eks_ami(cores, millicores):
     assert kube_reserved_cpu_millis(cores) == millicores
 
 
-def test_kubelet_memory_reservation_uses_the_max_pods_caps():
-    assert kube_reserved_memory_mib(8) == 11 * 110 + 255  # up to 30 vCPUs: at most 110 pods
-    assert kube_reserved_memory_mib(192) == 11 * 250 + 255
+def test_kubelet_memory_reservation_is_11_mib_per_pod_plus_255():
+    assert kube_reserved_memory_mib(110) == 11 * 110 + 255
+    assert kube_reserved_memory_mib(737) == 8362
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "max_pods"),
+    [
+        ("ml.g5.12xlarge", 737),  # ENI-derived (15 x 49 + 2) beats the cap of 250
+        ("ml.p5.48xlarge", 250),  # ENI-derived 100: the cap of 250 is larger
+        ("ml.m5.2xlarge", 110),  # ENI-derived 58: the cap of 110 (8 vCPUs) is larger
+        ("ml.p4d.24xlarge", 737),
+    ],
+)
+def test_max_pods_is_the_larger_of_the_eni_table_and_the_cap(instance_type, max_pods):
+    assert kubelet_max_pods(instance_type, instance_facts(instance_type).vcpus) == max_pods
+
+
+def test_the_max_pods_table_covers_every_instance_type_and_shows_the_formula():
+    table = eni_max_pods_table()
+    assert {f"ml.{name}" for name in table} == set(INSTANCE_FACTS)
+    for line in MAX_PODS_TABLE.read_text().splitlines():
+        if not line.startswith("#"):
+            name, enis, ips, shown = line.split()
+            assert int(shown) == int(enis) * (int(ips) - 1) + 2 == table[name], line
+
+
+def test_a_g5_12xlarge_offers_karpenters_published_allocatable():
+    # Karpenter's published allocatable memory for g5.12xlarge (maxPods 737): 173400Mi.
+    assert node_allocatable("ml.g5.12xlarge", 2).memory_mib == 173400
 
 
 def test_threads_per_core_1_halves_the_vcpus_a_node_shows():
@@ -131,7 +166,7 @@ def test_default_sizes_are_derived_from_the_nodes():
     head, workers = config.head_size(), config.worker_size(0)
     room = ray_pod_capacity("ml.m5.2xlarge", 1)
     assert (cpu_millis(head.cpu), memory_mib(head.memory)) == (room.cpu_millis, room.memory_mib)
-    p5 = ray_pod_capacity("ml.p5.48xlarge", 1)
+    p5 = ray_pod_capacity("ml.p5.48xlarge", 1, (DCGM_EXPORTER,))  # observability on: DCGM on GPU nodes
     assert cpu_millis(workers.cpu) == p5.cpu_millis // 1000 * 1000  # whole cores for Ray
     assert memory_mib(workers.memory) == p5.memory_mib
     assert (workers.gpus, workers.efa) == (8, 32)
@@ -179,8 +214,14 @@ def one_error(context: dict) -> str:
         ),
         (
             {"ray.worker_groups": '[{"cpu": "180"}]'},
-            "ray.worker_groups[0].cpu='180' is more than one ml.p5.48xlarge node (ThreadsPerCore 1) can "
-            "give a pod: at most 94630m",
+            "ray.worker_groups[0].cpu='180' is more than one ml.p5.48xlarge node (ThreadsPerCore 1) beside "
+            "dcgm-exporter (100m, 128Mi) can give a pod: at most 94530m",
+        ),
+        (
+            {"ray.worker_groups": '[{"cpu": "500m"}]'},
+            "ray.worker_groups[0].cpu='500m' gives Ray no whole CPU (num-cpus 0): request at least 1; one "
+            "ml.p5.48xlarge node (ThreadsPerCore 1) beside dcgm-exporter (100m, 128Mi) leaves 94530m for "
+            "the pod",
         ),
         (
             {"ray.worker_groups": '[{"gpus": 9}]'},
@@ -225,5 +266,54 @@ def test_the_cli_reports_an_oversized_pod_as_one_line():
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "config error: ray.worker_groups[0].memory='2Ti' is more than one ml.p5.48xlarge node "
-        "(ThreadsPerCore 1) can give a pod: at most 1935220Mi"
+        "(ThreadsPerCore 1) beside dcgm-exporter (100m, 128Mi) can give a pod: at most 1935092Mi"
     ]
+
+
+G5_ONLY = {
+    "hyperpod.instance_groups": '[{"name": "head", "instance_type": "ml.m5.2xlarge", "count": 1}, '
+    '{"name": "workers", "instance_type": "ml.g5.12xlarge", "count": 2}]',
+    "ray.worker_groups": '[{"replicas": 2, "max_replicas": 2}]',
+}
+
+
+def test_two_g5_12xlarge_workers_fit_what_the_node_offers():
+    # The held-out case: 173400Mi allocatable (Karpenter) less every pod that may share the node must hold
+    # the derived worker pod; 169.3 GiB is the bar the review measured after the DaemonSets.
+    config = load_config(G5_ONLY)
+    worker = config.worker_size(0)
+    others = NODE_DAEMONSETS + tuple(r for r in CLUSTER_DEPLOYMENTS for _ in range(r.replicas))
+    others += config.pods_beside(config.ray.worker_groups[0])
+    assert memory_mib(worker.memory) + sum(p.memory_mib for p in others) <= 173400
+    assert memory_mib(worker.memory) <= 169.3 * 1024
+    assert cpu_millis(worker.cpu) + sum(p.cpu_millis for p in others) <= 48_000 - 190
+
+
+@pytest.mark.parametrize(
+    ("context", "head", "worker"),
+    [
+        ({}, (), (DCGM_EXPORTER,)),
+        ({"observability.dcgm_exporter": "false"}, (), ()),
+        ({"observability.enabled": "false"}, (), ()),
+        ({"ray.job.enabled": "true"}, (SUPERVISOR,), (DCGM_EXPORTER,)),
+        (
+            {"ray.job.enabled": "true", "ray.job.runner": "rayjob"},
+            (RAYJOB_SUBMITTER,),
+            (DCGM_EXPORTER, RAYJOB_SUBMITTER),
+        ),
+        ({"ray.autoscaling.enabled": "true"}, (AUTOSCALER,), (DCGM_EXPORTER,)),
+        (
+            {"gcs_fault_tolerance.enabled": "true", "gcs_fault_tolerance.store": "in_cluster"},
+            (),
+            (DCGM_EXPORTER, IN_CLUSTER_STORE),
+        ),
+    ],
+)
+def test_room_is_kept_for_every_pod_the_app_may_place_beside_a_ray_pod(context, head, worker):
+    config = load_config(context)
+    assert config.pods_beside(config.ray.head) == head
+    assert config.pods_beside(config.ray.worker_groups[0]) == worker
+    room = ray_pod_capacity("ml.p5.48xlarge", 1, worker)
+    assert memory_mib(config.worker_size(0).memory) == room.memory_mib
+    head_room = ray_pod_capacity("ml.m5.2xlarge", 1, head)
+    assert cpu_millis(config.head_size().cpu) == head_room.cpu_millis

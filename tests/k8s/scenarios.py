@@ -18,6 +18,7 @@ from k8s_charts import (
     StaticFileSystem,
     StorageChart,
 )
+from k8s_charts.namespace import namespace_pod_security
 
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/ray:2.60.0-py311-gpu"
 STATIC_FS = StaticFileSystem(
@@ -121,7 +122,12 @@ def synth(overrides: Mapping[str, str]) -> Synth:
     result = Synth(config)
     fs = {"static": STATIC_FS} if config.storage.mode == "static" else {"dynamic": DYNAMIC_FS}
     result.charts = {
-        "namespace": NamespaceChart(app, "namespace", name=config.ray.namespace),
+        "namespace": NamespaceChart(
+            app,
+            "namespace",
+            name=config.ray.namespace,
+            enforce=namespace_pod_security(config)[config.ray.namespace],
+        ),
         "storage": StorageChart(app, "storage", storage=config.storage, namespace=config.ray.namespace, **fs),
         "ray_cluster": RayClusterChart(app, "ray-cluster", config=config, image=IMAGE),
         "network_policy": RayNetworkPolicyChart(

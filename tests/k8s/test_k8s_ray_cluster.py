@@ -141,7 +141,7 @@ def test_p5_workers_take_whole_nodes_with_efa(synths: dict[str, Synth]) -> None:
     assert container["name"] == "ray-worker"
     assert container["image"] == IMAGE
     # 96 visible cores (ThreadsPerCore 1) and 2 TiB, less reservations: whole cores for Ray.
-    expected = {"cpu": "94", "memory": "1935220Mi", "nvidia.com/gpu": 8, "vpc.amazonaws.com/efa": 32}
+    expected = {"cpu": "94", "memory": "1935092Mi", "nvidia.com/gpu": 8, "vpc.amazonaws.com/efa": 32}
     assert container["resources"] == {"limits": expected, "requests": expected}
     assert container["lifecycle"] == {"preStop": PRE_STOP}
 
@@ -168,8 +168,9 @@ def test_g5_group_gets_its_gpus_taints_and_no_efa(synths: dict[str, Synth]) -> N
         {"key": "dedicated", "operator": "Equal", "value": "ray", "effect": "NoSchedule"},
         GPU_TOLERATION,
     ]
-    # ml.g5.12xlarge has one EFA interface, but efa defaults to on: the group asks for it.
-    expected = {"cpu": "22", "memory": "177217Mi", "nvidia.com/gpu": 4, "vpc.amazonaws.com/efa": 1}
+    # ml.g5.12xlarge has one EFA interface, but efa defaults to on: the group asks for it. Memory: the
+    # kubelet reserves for 737 pods (the AMI's ENI-derived maxPods), and the DCGM exporter shares the node.
+    expected = {"cpu": "22", "memory": "171732Mi", "nvidia.com/gpu": 4, "vpc.amazonaws.com/efa": 1}
     assert pod["containers"][0]["resources"]["limits"] == expected
     assert worker(result, "gpu-workers")["replicas"] == 1
 
@@ -186,16 +187,18 @@ def test_efa_off_and_cpu_workers() -> None:
     ]
     result = synth({"hyperpod.instance_groups": json.dumps(groups), "ray.worker_groups": json.dumps(workers)})
     g5 = worker(result, "gpu-workers")["template"]["spec"]
-    # ml.g5.2xlarge has no EFA device: nothing to request even with efa on.
+    # ml.g5.2xlarge has no EFA device: nothing to request even with efa on. The DCGM exporter (128Mi)
+    # shares the GPU node; the CPU group has none.
     assert g5["containers"][0]["resources"]["limits"] == {
         "cpu": "2",
-        "memory": "27205Mi",
+        "memory": "27077Mi",
         "nvidia.com/gpu": 1,
     }
     cpu_group = worker(result, "cpu-workers")
     assert cpu_group["rayStartParams"] == {"num-cpus": "6", "num-gpus": "0"}
     cpu_pod = cpu_group["template"]["spec"]
-    assert cpu_pod["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "27205Mi"}
+    # ml.c5.4xlarge: the AMI's ENI-derived maxPods (234) beats the cap (110): 11Mi more reserved per pod.
+    assert cpu_pod["containers"][0]["resources"]["limits"] == {"cpu": "6", "memory": "25841Mi"}
     assert "tolerations" not in cpu_pod
     # No GPUs: no NCCL settings; only GCS fault tolerance's reconnect timeout.
     env = {item["name"] for item in cpu_pod["containers"][0]["env"]}

@@ -10,7 +10,18 @@ from tests.k8s.scenarios import DYNAMIC_FS, STATIC_FS, Synth
 
 def test_namespace_is_its_own_object(synths: dict[str, Synth]) -> None:
     assert synths["defaults"].manifests["namespace"] == [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ray"}}
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": "ray",
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+            },
+        }
     ]
 
 

@@ -1,6 +1,7 @@
 """Scrape targets, dashboards, Helm values and access commands, checked against what they must match:
 KubeRay's pod labels and ports, Ray's own dashboard generator, the job's metric names, config errors."""
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -149,7 +150,32 @@ def test_dcgm_exporter_runs_only_on_gpu_instance_types(default_config):
         "nodeSelectorTerms"
     ]
     assert term["matchExpressions"][0]["values"] == ["ml.p5.48xlarge"]
+    # Only on nodes HyperPod reports Schedulable: never during deep health checks or repair.
+    assert term["matchExpressions"][1] == {
+        "key": "sagemaker.amazonaws.com/node-health-status",
+        "operator": "In",
+        "values": ["Schedulable"],
+    }
     assert values["serviceMonitor"] == {"enabled": False}
+
+
+def _relabel(job: dict, labels: dict[str, str]) -> dict[str, str]:
+    """Prometheus's replace relabeling (the default action): source labels joined by ';' into the target."""
+    out = dict(labels)
+    for rule in job["relabel_configs"]:
+        if rule.get("action", "replace") == "replace":
+            out[rule["target_label"]] = ";".join(labels.get(name, "") for name in rule["source_labels"])
+    return out
+
+
+def test_ray_targets_carry_the_label_rays_dashboards_filter_on(default_config):
+    labels = _relabel(scrape.ray_job(default_config), _kuberay_target("ray-cluster", "metrics", "head"))
+    assert labels["ray_io_cluster"] == "ray-cluster"
+    assert labels["ray_node_type"] == "head"
+    # The pinned Ray's default dashboard lists clusters by that label.
+    (ray_dir,) = importlib.util.find_spec("ray").submodule_search_locations
+    base = Path(ray_dir) / "dashboard/modules/metrics/dashboards/default_grafana_dashboard_base.json"
+    assert "ray_io_cluster)" in base.read_text()
 
 
 def test_in_cluster_prometheus_runs_only_this_apps_jobs():

@@ -376,10 +376,15 @@ def test_network_policies_are_applied_before_the_ray_cluster(templates):
     (policy_id,) = [k for k in ray if k.startswith("NetworkPolicyManifest")]
     assert policy_id in ray[cluster_id]["DependsOn"]
     policies = json.loads(_joined(ray[policy_id]["Properties"]["Manifest"]))
-    assert [o["kind"] for o in policies] == ["NetworkPolicy"] * 3
+    assert [o["kind"] for o in policies] == ["NetworkPolicy"] * 4
     # The managed scraper's rule names the VPC's own range, from the network stack (a token at synth).
     (metrics,) = [o for o in policies if o["metadata"]["name"].endswith("-metrics")]
     assert metrics["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "TOKEN"}}]
+    # The Ray pods' egress leaves out the same range, and IMDS.
+    (egress,) = [o for o in policies if o["metadata"]["name"].endswith("-ray-egress")]
+    assert egress["spec"]["egress"][2]["to"] == [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["TOKEN", "169.254.169.254/32"]}}
+    ]
 
 
 def test_vpc_cni_enforces_network_policies(templates):
