@@ -70,8 +70,9 @@ class ConfigError(Exception):
 
 
 def shown(value: Any) -> str:
-    """`repr(value)`, shortened: never longer than a few hundred characters, whatever the value's size."""
-    return _SHORT.repr(value)
+    """`repr(value)`, shortened: never longer than MAX_SHOWN + 3 characters, whatever the value's size."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 20]}...{text[-17:]}"
 
 
 def shorten_line(line: str) -> str:

@@ -177,6 +177,19 @@ def aws_regions() -> frozenset[str]:
     return frozenset(region for partition in partitions for region in partition["regions"])
 
 
+@cache
+def region_partitions() -> dict[str, str]:
+    """Each region's partition (aws, aws-cn, aws-us-gov, ...) from the pinned botocore's endpoints.json."""
+    partitions = Loader().load_data("endpoints")["partitions"]
+    return {region: partition["partition"] for partition in partitions for region in partition["regions"]}
+
+
+def arn_partition_and_region(arn: str) -> tuple[str, str]:
+    """The partition and region fields of an ARN (`arn:<partition>:<service>:<region>:...`)."""
+    parts = arn.split(":")
+    return parts[1], parts[3]
+
+
 Region = checked(
     "an AWS region known to the pinned botocore, such as us-west-2", lambda v: v in aws_regions()
 )

@@ -288,7 +288,7 @@ VALID: list[dict] = [
     {"hyperpod.cluster_name": "a" * 63},
     {
         "hyperpod.instance_groups": json.dumps(
-            [HEAD, {**GROUP, "labels": {"example.com/team": "", "a": "b.c-d_e"}}]
+            [HEAD, {**GROUP, "labels": {"example.com/team": "t", "a": "b.c-d_e"}}]
         )
     },
     {"hyperpod.instance_groups": json.dumps([HEAD, {**GROUP, "taints": [{"key": "nvidia.com/gpu"}]}])},
