@@ -27,7 +27,16 @@ from .network import NetworkConfig
 from .observability import ObservabilityConfig, check_one_dcgm_exporter
 from .ray import HeadConfig, KubeRayConfig, RayConfig, WorkerGroupConfig
 from .storage import StorageConfig
-from .types import AccountId, LogRetentionDays, Region, TagKey, TagValue, matching
+from .types import (
+    AccountId,
+    LogRetentionDays,
+    Region,
+    TagKey,
+    TagValue,
+    arn_partition_and_region,
+    matching,
+    region_partitions,
+)
 
 # Stack names are <prefix>-<part>, bucket names sagemaker-<prefix>-lc-...: lower case, at most 24 characters.
 PREFIX_PATTERN = r"[a-z][a-z0-9-]{1,22}[a-z0-9]"
@@ -52,6 +61,110 @@ class EnvConfig(Section):
 
     account: AccountId | None = Field(default=None, description="AWS account to deploy to.")
     region: Region | None = Field(default=None, description="AWS region to deploy to.")
+
+
+# The tag key the FSx CSI driver puts on the file systems it creates for a deployment (dynamic storage);
+# `cdk destroy` deletes file systems by it, so no user tag may set it (on another stack's resources, say).
+DEPLOYMENT_TAG_KEY = "ray-on-hyperpod/deployment"
+# Kubernetes object names (a PersistentVolume's) are DNS-1123 subdomains of at most 253 characters.
+MAX_OBJECT_NAME = 253
+# A pod tolerates a NoSchedule or NoExecute taint only if it lists it; the in-cluster store lists this one.
+STORE_TOLERATED_TAINTS = frozenset({("nvidia.com/gpu", "NoSchedule")})
+
+
+def check_cross_section_inputs(config: "AppConfig") -> "AppConfig":
+    """Inputs valid field by field that deploy broken together (each message names the limit it enforces)."""
+    problems = [
+        *_tag_problems(config),
+        *_head_group_problems(config),
+        *_volume_name_problems(config),
+        *_partition_problems(config),
+        *_store_node_problems(config),
+    ]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return config
+
+
+def _tag_problems(config: "AppConfig") -> list[str]:
+    if DEPLOYMENT_TAG_KEY in config.tags:
+        return [
+            f"tags.{DEPLOYMENT_TAG_KEY}: reserved: cdk destroy deletes the FSx file systems that carry "
+            "this tag key, so the app sets it itself"
+        ]
+    return []
+
+
+def _head_group_problems(config: "AppConfig") -> list[str]:
+    group = next(
+        (g for g in config.hyperpod.instance_groups if g.name == config.ray.head.instance_group), None
+    )
+    if group is not None and group.count < 1:
+        return [
+            f"ray.head.instance_group {group.name!r} has count 0: the Ray head needs one node of it "
+            "(the RayCluster would stay Pending)"
+        ]
+    return []
+
+
+def _volume_name_problems(config: "AppConfig") -> list[str]:
+    # The static PersistentVolume is named <ray.namespace>-<storage.claim_name> (k8s_charts/storage.py).
+    name_length = len(config.ray.namespace) + 1 + len(config.storage.claim_name)
+    if config.storage.mode == "static" and name_length > MAX_OBJECT_NAME:
+        return [
+            f"storage.claim_name: the PersistentVolume <ray.namespace>-<storage.claim_name> would have "
+            f"{name_length} characters; Kubernetes names have at most {MAX_OBJECT_NAME}"
+        ]
+    return []
+
+
+def _partition_problems(config: "AppConfig") -> list[str]:
+    """ARNs in another partition or region than env.region: IAM and SageMaker refuse them at deploy time."""
+    region = config.env.region
+    if region is None:
+        return []
+    partition = region_partitions()[region]
+    problems = []
+    for index, arn in enumerate(config.eks.admin_principal_arns):
+        if arn_partition_and_region(arn)[0] != partition:
+            problems.append(
+                f"eks.admin_principal_arns[{index}] = {arn!r} is in partition "
+                f"{arn_partition_and_region(arn)[0]!r}, but env.region {region} is in {partition!r}: "
+                "EKS access entries take principals of the cluster's partition"
+            )
+    for index, group in enumerate(config.hyperpod.instance_groups):
+        if group.training_plan_arn is None:
+            continue
+        plan_partition, plan_region = arn_partition_and_region(group.training_plan_arn)
+        if (plan_partition, plan_region) != (partition, region):
+            problems.append(
+                f"hyperpod.instance_groups[{index}].training_plan_arn is in {plan_partition}/{plan_region}, "
+                f"not env.region {region} ({partition}): a training plan reserves capacity in one region"
+            )
+    return problems
+
+
+def _store_node_problems(config: "AppConfig") -> list[str]:
+    """The in-cluster GCS store avoids the head's group, tolerates only the GPU taint (k8s_charts/gcs.py)."""
+    if not config.gcs_fault_tolerance.in_cluster:
+        return []
+    hosts = [
+        group.name
+        for group in config.hyperpod.instance_groups
+        if group.name != config.ray.head.instance_group
+        and group.count > 0
+        and all(
+            (taint.key, taint.effect) in STORE_TOLERATED_TAINTS or taint.effect == "PreferNoSchedule"
+            for taint in group.taints
+        )
+    ]
+    if hosts:
+        return []
+    return [
+        "gcs_fault_tolerance.store = 'in_cluster': no instance group can run the store: it needs a group "
+        "other than the head's (ray.head.instance_group) with count >= 1 and no taint but "
+        "nvidia.com/gpu:NoSchedule"
+    ]
 
 
 class AppConfig(Section):
@@ -79,6 +192,7 @@ class AppConfig(Section):
     )
 
     _one_dcgm_exporter = model_validator(mode="after")(check_one_dcgm_exporter)
+    _inputs_deploy = model_validator(mode="after")(check_cross_section_inputs)
 
     @model_validator(mode="after")
     def _ray_namespace_is_not_the_operators(self) -> "AppConfig":
@@ -258,7 +372,7 @@ class AppConfig(Section):
     def dynamic_fsx_tag(self) -> tuple[str, str]:
         """The tag the CSI driver puts on file systems it creates for this deployment (dynamic storage);
         teardown finds and deletes them by it."""
-        return ("ray-on-hyperpod/deployment", self.prefix)
+        return (DEPLOYMENT_TAG_KEY, self.prefix)
 
     def worker_gpus(self, worker_index: int) -> int:
         """GPUs per pod of a worker group: configured, or the whole instance's."""

@@ -56,6 +56,60 @@ NON_PUBLIC_RANGES = tuple(
 )
 
 
+# EKS's quota "Public endpoint access CIDR ranges per cluster" (EKS service quotas page): 40.
+MAX_PUBLIC_ACCESS_CIDRS = 40
+# Add-on names EKS publishes (`aws eks describe-addon-versions`, EKS user guide "AWS add-ons" and the
+# SageMaker HyperPod add-ons). CreateAddon refuses any other name, after the cluster is up.
+KNOWN_ADDONS = frozenset(
+    {
+        "vpc-cni",
+        "coredns",
+        "kube-proxy",
+        "eks-pod-identity-agent",
+        "aws-ebs-csi-driver",
+        "aws-efs-csi-driver",
+        "aws-fsx-csi-driver",
+        "aws-mountpoint-s3-csi-driver",
+        "snapshot-controller",
+        "amazon-cloudwatch-observability",
+        "adot",
+        "aws-guardduty-agent",
+        "aws-network-flow-monitoring-agent",
+        "eks-node-monitoring-agent",
+        "metrics-server",
+        "amazon-sagemaker-hyperpod-observability",
+        "amazon-sagemaker-hyperpod-taskgovernance",
+        "amazon-sagemaker-hyperpod-training-operator",
+        "amazon-sagemaker-hyperpod-inference",
+    }
+)
+
+
+def check_eks_inputs(config: "EksConfig") -> "EksConfig":
+    """Inputs the EKS API refuses only at deploy time (or jsii refuses with a traceback)."""
+    problems = []
+    arns = list(config.admin_principal_arns)
+    repeated = sorted({arn for arn in arns if arns.count(arn) > 1})
+    if repeated:
+        problems.append(
+            f"admin_principal_arns lists {repeated} more than once: EKS allows one access entry per principal"
+        )
+    if len(config.public_access_cidrs) > MAX_PUBLIC_ACCESS_CIDRS:
+        problems.append(
+            f"public_access_cidrs has {len(config.public_access_cidrs)} ranges: EKS accepts at most "
+            f"{MAX_PUBLIC_ACCESS_CIDRS} per cluster"
+        )
+    unknown = sorted(set(config.addon_versions) - KNOWN_ADDONS)
+    if unknown:
+        problems.append(
+            f"addon_versions names unknown EKS add-ons {unknown}: CreateAddon accepts only published names "
+            f"({', '.join(sorted(KNOWN_ADDONS))})"
+        )
+    if problems:
+        raise ValueError("\n".join(problems))
+    return config
+
+
 class EksConfig(Section):
     version: str = Field(
         default=DEFAULT_EKS_VERSION, description="Kubernetes version of the EKS control plane."
@@ -114,6 +168,8 @@ class EksConfig(Section):
         if cni is not None and _semver(cni) < MIN_VPC_CNI:
             raise ValueError(f"vpc-cni {cni} is older than v1.18.3, the oldest HyperPod supports")
         return versions
+
+    _inputs_deploy = model_validator(mode="after")(check_eks_inputs)
 
     @model_validator(mode="after")
     def _kube_proxy_matches(self) -> "EksConfig":

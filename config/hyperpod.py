@@ -40,6 +40,39 @@ DEFAULT_HELM_VERSION = "3.17.3"
 DEFAULT_HELM_SHA256 = "ee88b3c851ae6466a3de507f7be73fe94d54cbf2987cbaa3d1a3832ea331f2cd"
 
 
+# SageMaker API limits (botocore sagemaker service-2: ClusterInstanceCount max 6758, ClusterKubernetesLabels
+# and ClusterKubernetesTaints max 50, ClusterKubernetesLabelValue min 1, ClusterInstanceGroupSpecifications
+# max 100). CreateCluster refuses anything outside them, after the EKS cluster is up.
+MAX_INSTANCE_COUNT = 6758
+MAX_NODE_LABELS = 50
+MAX_NODE_TAINTS = 50
+MAX_INSTANCE_GROUPS = 100
+
+
+def check_group_inputs(group: "InstanceGroupConfig") -> "InstanceGroupConfig":
+    """Labels and taints the SageMaker API refuses (ClusterKubernetesConfig)."""
+    problems = []
+    empty = sorted(key for key, value in group.labels.items() if value == "")
+    if empty:
+        problems.append(
+            f"labels {empty} have empty values: HyperPod's ClusterKubernetesLabelValue needs 1-63 characters"
+        )
+    if len(group.labels) > MAX_NODE_LABELS:
+        problems.append(f"labels: {len(group.labels)} labels; HyperPod accepts at most {MAX_NODE_LABELS}")
+    if len(group.taints) > MAX_NODE_TAINTS:
+        problems.append(f"taints: {len(group.taints)} taints; HyperPod accepts at most {MAX_NODE_TAINTS}")
+    pairs = [(taint.key, taint.effect) for taint in group.taints]
+    repeated = sorted({pair for pair in pairs if pairs.count(pair) > 1})
+    if repeated:
+        problems.append(
+            f"taints repeat key and effect {[f'{key}:{effect}' for key, effect in repeated]}: Kubernetes "
+            "refuses a node with two taints of the same key and effect"
+        )
+    if problems:
+        raise ValueError("\n".join(problems))
+    return group
+
+
 class Taint(Section):
     key: TaintKey = Field(description="Taint key, e.g. nvidia.com/gpu.")
     value: TaintValue = Field(default="", description="Taint value; empty for a key-only taint.")
@@ -51,7 +84,11 @@ class Taint(Section):
 class InstanceGroupConfig(Section):
     name: SageMakerInstanceGroupName = Field(description="Instance group name (create-only in HyperPod).")
     instance_type: SageMakerInstanceType = Field(description="HyperPod instance type, e.g. ml.p5.48xlarge.")
-    count: int = Field(ge=0, description="0 keeps the group defined but empty.")
+    count: int = Field(
+        ge=0,
+        le=MAX_INSTANCE_COUNT,
+        description="0 keeps the group defined but empty (SageMaker: at most 6758).",
+    )
     threads_per_core: Literal[1, 2] = Field(
         default=1, description="1 disables hyperthreading (GPU training)."
     )
@@ -68,6 +105,8 @@ class InstanceGroupConfig(Section):
         default_factory=dict, description="Kubernetes labels HyperPod puts on the group's nodes."
     )
     taints: tuple[Taint, ...] = Field(default=(), description="Kubernetes taints on the group's nodes.")
+
+    _inputs_deploy = model_validator(mode="after")(check_group_inputs)
 
     @field_validator("deep_health_checks")
     @classmethod
@@ -174,7 +213,10 @@ class HyperPodConfig(Section):
         description="Unique per account and region; the app config defaults it to the app prefix.",
     )
     instance_groups: tuple[InstanceGroupConfig, ...] = Field(
-        default_factory=_default_groups, min_length=1, description="The cluster's instance groups."
+        default_factory=_default_groups,
+        min_length=1,
+        max_length=MAX_INSTANCE_GROUPS,
+        description="The cluster's instance groups (SageMaker: at most 100).",
     )
     node_recovery: Literal["Automatic", "None"] = Field(
         default="Automatic", description="Automatic: HyperPod replaces or reboots faulty nodes."

@@ -31,6 +31,25 @@ class NetworkConfig(Section):
             raise ValueError("prefix length must be /16 to /20: HyperPod nodes and pods need many addresses")
         return cidr
 
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr_is_usable(cls, cidr: IPv4Network) -> IPv4Network:
+        # The VPC user guide ("VPC CIDR blocks") refuses link-local (169.254.0.0/16), loopback, multicast
+        # (224.0.0.0/4), reserved (240.0.0.0/4) and "this network" (0.0.0.0/8) ranges: CreateVpc fails.
+        unusable = (
+            cidr.is_link_local
+            or cidr.is_loopback
+            or cidr.is_multicast
+            or cidr.is_reserved
+            or cidr.subnet_of(IPv4Network("0.0.0.0/8"))
+        )
+        if unusable:
+            raise ValueError(
+                "is a link-local, loopback, multicast, reserved or 0.0.0.0/8 range, which a VPC cannot use: "
+                "choose an RFC 1918 range such as 10.0.0.0/16"
+            )
+        return cidr
+
     @model_validator(mode="after")
     def _nat_per_az(self) -> "NetworkConfig":
         if self.nat_gateways > self.az_count:

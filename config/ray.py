@@ -34,6 +34,21 @@ def check_kuberay_name(value: str, max_length: int) -> str:
     return value
 
 
+# The arguments are repeated in the job's manifest, inside a CloudFormation template whose body may be at most
+# 1 MB (CloudFormation quotas): 16 KiB in all keeps every template far below it.
+MAX_ENTRYPOINT_CHARS = 16384
+
+
+def check_entrypoint_args(args: tuple[str, ...]) -> tuple[str, ...]:
+    total = sum(len(arg) + 1 for arg in args)
+    if total > MAX_ENTRYPOINT_CHARS:
+        raise ValueError(
+            f"add up to {total} characters: at most {MAX_ENTRYPOINT_CHARS}, so that the manifest and its "
+            "CloudFormation template (1 MB at most) stay small"
+        )
+    return args
+
+
 class KubeRayConfig(Section):
     operator_chart_version: SemVer = Field(
         default="1.7.0", description="kuberay-operator Helm chart version."
@@ -136,6 +151,8 @@ class RayJobConfig(Section):
     @classmethod
     def _name(cls, name: str) -> str:
         return check_kuberay_name(name, MAX_RAY_JOB_NAME)
+
+    _args_bounded = field_validator("entrypoint_args")(check_entrypoint_args)
 
 
 class RayConfig(Section):

@@ -7,6 +7,38 @@ from pydantic import Field, field_validator
 from .base import Section
 from .types import AbsolutePath, DnsSubdomain, SemVer
 
+# Paths the kernel, the container runtime or Ray own in every Ray pod: mounting the file system on (or
+# above) one hides what is there (Ray's session directory /tmp/ray, the shared-memory /dev/shm object store,
+# /proc and /sys, the image's /home/ray and system directories), so the pod fails to start or Ray fails.
+RESERVED_MOUNT_PATHS = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/tmp",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/boot",
+    "/run",
+    "/var",
+    "/root",
+    "/home/ray",
+)
+
+
+def check_mount_path(path: str) -> str:
+    """A mount path that hides none of RESERVED_MOUNT_PATHS (on, inside or above one)."""
+    for reserved in RESERVED_MOUNT_PATHS:
+        if path == reserved or path.startswith(reserved + "/") or reserved.startswith(path + "/"):
+            raise ValueError(
+                f"overlaps {reserved}, which the kernel, the container or Ray uses in every pod: choose a "
+                "path such as /fsx or /mnt/fsx"
+            )
+    return path
+
 
 class StorageConfig(Section):
     mode: Literal["static", "dynamic"] = Field(
@@ -31,6 +63,8 @@ class StorageConfig(Section):
     csi_driver_chart_version: SemVer = Field(
         default="1.17.0", description="Version of the aws-fsx-csi-driver Helm chart."
     )
+
+    _mount_path_free = field_validator("mount_path")(check_mount_path)
 
     @field_validator("capacity_gib")
     @classmethod

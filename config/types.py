@@ -9,6 +9,7 @@ configuration reference (docs/CONFIGURATION.md) both show.
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
 
@@ -52,6 +53,29 @@ def matching(regex: str, rule: str, *, max_length: int | None = None, min_length
         )
 
     return checked(rule, check)
+
+
+# Template markup: text CDK or CloudFormation would read as structure instead of data. A CDK token marker
+# (`${Token[...]}`) becomes a Ref or aborts synth; a dynamic reference (`{{resolve:ssm:...}}`,
+# `{{resolve:secretsmanager:...}}`) is resolved by CloudFormation in every resource property, so a secret
+# would land in cleartext in a manifest and in the kubectl handler's log. `${` covers CDK's markers and
+# Fn::Sub syntax; `{{resolve:` is CloudFormation's dynamic-reference prefix (case-sensitive there, refused
+# in any case here).
+TEMPLATE_MARKERS = ("${", "{{resolve:")
+
+
+def template_marker(value: str) -> str | None:
+    """The first template marker in `value` (case-insensitive), or None."""
+    folded = value.lower()
+    return next((marker for marker in TEMPLATE_MARKERS if marker in folded), None)
+
+
+def free_text(rule: str, check: Callable[[str], bool]) -> Any:
+    """A free-text `str` type: `check`, and no CDK token marker or CloudFormation dynamic reference."""
+    return checked(
+        f"{rule}, without '${{' or '{{{{resolve:' (CDK and CloudFormation read them as template markup)",
+        lambda value: check(value) and template_marker(value) is None,
+    )
 
 
 # --- Kubernetes names (apimachinery validation.go) ---------------------------------------------------------
@@ -110,10 +134,29 @@ Namespace = checked(
     f"{', '.join(sorted(RESERVED_NAMESPACES))}: the app creates and deletes this namespace",
     _namespace,
 )
-Quantity = matching(
-    r"(\d+(\.\d*)?|\.\d+)(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E|[eE][+-]?\d+)?",
-    "a Kubernetes quantity such as 4, 500m or 16Gi",
-    max_length=64,
+_QUANTITY = re.compile(r"(\d+(\.\d*)?|\.\d+)(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E|[eE][+-]?\d{1,3})?", re.ASCII)
+# Kubernetes keeps a quantity in an int64 of its base unit (apimachinery resource.Quantity): anything
+# larger is clamped by the API server, and arithmetic on it here (1e306 cores) overflows to NaN.
+MAX_QUANTITY = 2**63 - 1
+
+
+def _quantity(value: str) -> bool:
+    match = _QUANTITY.fullmatch(value) if len(value) <= 64 else None
+    if match is None:
+        return False
+    number, suffix = match.group(1), match.group(3) or ""
+    if suffix == "m":  # milli-units must be whole: the capacity model counts millicores as integers
+        return "." not in number and int(number) <= MAX_QUANTITY
+    scale = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+    scale |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+    factor = Decimal(10) ** int(suffix[1:]) if suffix[:1] in ("e", "E") else Decimal(scale.get(suffix, 1))
+    return Decimal(number) * factor <= MAX_QUANTITY
+
+
+Quantity = checked(
+    f"a Kubernetes quantity such as 4, 500m or 16Gi, at most {MAX_QUANTITY} in its base unit "
+    "(whole numbers before an 'm' suffix)",
+    _quantity,
 )
 # KubeRay RayCluster/RayJob names are DNS-1035 labels (they start with a letter); their length limits are
 # checked where they are used (config/ray.py).
@@ -132,6 +175,19 @@ def aws_regions() -> frozenset[str]:
     """Every region of every partition known to the pinned botocore (its endpoints.json)."""
     partitions = Loader().load_data("endpoints")["partitions"]
     return frozenset(region for partition in partitions for region in partition["regions"])
+
+
+@cache
+def region_partitions() -> dict[str, str]:
+    """Each region's partition (aws, aws-cn, aws-us-gov, ...) from the pinned botocore's endpoints.json."""
+    partitions = Loader().load_data("endpoints")["partitions"]
+    return {region: partition["partition"] for partition in partitions for region in partition["regions"]}
+
+
+def arn_partition_and_region(arn: str) -> tuple[str, str]:
+    """The partition and region fields of an ARN (`arn:<partition>:<service>:<region>:...`)."""
+    parts = arn.split(":")
+    return parts[1], parts[3]
 
 
 Region = checked(
@@ -254,9 +310,9 @@ AbsolutePath = matching(
     max_length=1024,
 )
 # A path on the deploying machine: anything the file system accepts except control characters.
-LocalPath = checked(
-    "a path without control characters",
-    lambda value: bool(value) and all(char.isprintable() for char in value),
+LocalPath = free_text(
+    "a path without control characters, at most 4096 characters",
+    lambda value: 0 < len(value) <= 4096 and all(char.isprintable() for char in value),
 )
 # Docker image reference (distribution/reference grammar, lower-case repository, optional tag and digest).
 _COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
@@ -268,8 +324,8 @@ ImageUri = matching(
 )
 # Free text that ends up as one argument of a command: any printable character (it is quoted), no control
 # characters (a newline would end the command in several places that log or re-read it).
-CommandArgument = checked(
-    "one command-line argument of printable characters (no newline or other control character)",
+CommandArgument = free_text(
+    "one command-line argument of printable characters (no newline or other control character), at most 4096",
     lambda value: len(value) <= 4096 and all(char.isprintable() for char in value),
 )
 

@@ -20,6 +20,13 @@ from config.gcs import ELASTICACHE_PORT, REDIS_PORT
 from k8s_charts.imports.io import ray
 
 PASSWORD_KEY = "password"
+# The in-cluster store's start: `exec` keeps valkey-server as PID 1 (it receives the pod's SIGTERM). The
+# generated password is alphanumeric (stacks/components/gcs_store.py), so it needs no quoting in the config.
+STORE_COMMAND = (
+    "exec valkey-server - --port 6379 --appendonly yes --dir /data <<EOF\n"
+    "requirepass $REDIS_PASSWORD\n"
+    "EOF\n"
+)
 # The CA bundle of the Ray image (Ubuntu's ca-certificates): ElastiCache's server certificates chain to
 # Amazon's public roots. Ray's GCS Redis client (hiredis) reads it from RAY_REDIS_CA_CERT.
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -167,15 +174,11 @@ def _store_pod(config: AppConfig) -> k8s.PodSpec:
             k8s.Container(
                 name="valkey",
                 image=ft.in_cluster_image,
-                # The password comes from the environment, so it is not in the pod spec; AOF on the pod's
-                # volume keeps the state across a container restart (not across a new pod).
-                command=[
-                    "sh",
-                    "-c",
-                    # No `--protected-mode no`: with a password set, protected mode refuses nothing.
-                    'exec valkey-server --port 6379 --requirepass "$REDIS_PASSWORD" '
-                    "--appendonly yes --dir /data",
-                ],
+                # The password comes from the environment, so it is not in the pod spec, and reaches the
+                # server as config on stdin (`-`, a here-document the shell writes itself), never on a
+                # process argv that /proc/<pid>/cmdline shows. AOF on the pod's volume keeps the state across
+                # a container restart (not across a new pod).
+                command=["sh", "-c", STORE_COMMAND],
                 # Pod Security `restricted`: the image's valkey user, no privilege escalation, no
                 # capabilities (port 6379 needs none).
                 security_context=k8s.SecurityContext(

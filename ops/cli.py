@@ -10,7 +10,6 @@ from typing import Annotated
 import boto3
 import botocore.exceptions
 import typer
-import yaml
 from botocore.config import Config
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import AppConfig, ConfigError, load_config
+from config.loader import read_config_file
 from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
 from . import hyperpod, kube
@@ -45,12 +45,8 @@ class State:
 
 def read_config(path: Path | None) -> AppConfig:
     """The same AppConfig `cdk -c config=PATH` builds (without -c overrides: put them in the file)."""
-    values = None
-    if path is not None:
-        try:
-            values = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            raise ConfigError([f"config = {str(path)!r}: cannot read it as YAML: {error}"]) from None
+    # The app's own bounded, strict reader (config/loader.py): the same file gives the same errors.
+    values = read_config_file(str(path)) if path is not None else None
     return load_config({}, values)
 
 

@@ -7,7 +7,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from config import NetworkConfig
+from config import ConfigError, NetworkConfig
 
 LUSTRE_PORTS = ((988, 988), (1018, 1023))  # FSx for Lustre: LNet, and the client-server range
 
@@ -31,15 +31,18 @@ class NetworkStack(cdk.Stack):
         # HyperPod nodes and FSx share one subnet (one AZ): EFA traffic does not cross AZs, and Lustre clients
         # next to their file system avoid cross-AZ latency and charges. EKS still gets every private subnet.
         # The index comes from config (the AZ of a capacity reservation or training plan); default: the first.
-        self.compute_subnet = self._compute_subnet(config.compute_subnet_index)
+        self.compute_subnet = self._compute_subnet(config)
         self.node_security_group = self._node_security_group()
 
-    def _compute_subnet(self, index: int) -> ec2.ISubnet:
+    def _compute_subnet(self, config: NetworkConfig) -> ec2.ISubnet:
         subnets = self.private_subnets.subnets
+        index = config.compute_subnet_index
         if index >= len(subnets):  # only an imported VPC gets here; a created one is checked in config
-            raise ValueError(
-                f"config error: network.compute_subnet_index = {index}: VPC {self.vpc.vpc_id} has "
-                f"{len(subnets)} private subnets"
+            raise ConfigError(
+                [
+                    f"network.compute_subnet_index = {index}: VPC {config.existing_vpc_id} has "
+                    f"{len(subnets)} private subnets (index from 0)"
+                ]
             )
         return subnets[index]
 

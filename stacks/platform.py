@@ -144,6 +144,13 @@ class PlatformStack(cdk.Stack):
         The StorageClass puts `tag` on every file system it creates (extraTags), so a create or tag request
         must carry it (aws:RequestTag) and an update or delete must target a file system that has it
         (aws:ResourceTag): the role cannot touch any other file system in the account.
+
+        Residual risk, documented rather than hidden: tag-on-create is authorized as fsx:TagResource, and no
+        FSx condition key verified here (the service authorization reference lists none like EFS's
+        `elasticfilesystem:CreateAction`) separates that from a later TagResource call. So this role could
+        put this deployment's tag on an existing file system and then delete it. It is the CSI controller's
+        IRSA role only; the tag key is reserved from user `tags` (config/app.py DEPLOYMENT_TAG_KEY), so no
+        deployment's own resources carry another deployment's tag.
         """
         key, value = tag
         file_systems = self.format_arn(service="fsx", resource="file-system", resource_name="*")

@@ -45,10 +45,12 @@ class NodeExecutionRole(Construct):
         lifecycle_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
+        # Confused-deputy guard: SageMaker may assume the role only for this account's own clusters.
+        trust = {"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com", conditions=trust),
             description="HyperPod EKS nodes: node agent, VPC CNI, image pulls, Pod Identity",
             managed_policies=[
                 iam.ManagedPolicy.from_aws_managed_policy_name(INSTANCE_POLICY),

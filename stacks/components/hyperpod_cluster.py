@@ -181,9 +181,15 @@ def _handler_statements(
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
         iam.PolicyStatement(
-            sid="EksCluster",
-            actions=["eks:DescribeCluster", "eks:CreateAccessEntry"],
+            sid="EksCluster", actions=["eks:DescribeCluster"], resources=[eks_cluster.cluster_arn]
+        ),
+        # CreateCluster adds the access entry of the nodes' execution role with the caller's rights: for that
+        # one principal only (eks:principalArn), so the handler cannot admit anyone else to the cluster.
+        iam.PolicyStatement(
+            sid="EksNodeAccessEntry",
+            actions=["eks:CreateAccessEntry"],
             resources=[eks_cluster.cluster_arn],
+            conditions={"ArnEquals": {"eks:principalArn": execution_role.role_arn}},
         ),
         iam.PolicyStatement(
             sid="EksAccessEntries",

@@ -1,14 +1,17 @@
 """A Kubernetes Secret filled from Secrets Manager by this app's own handler (lambda/k8s_secret).
 
 CloudFormation never sees the value: the custom resource's properties name the secret's ARN only. The
-handler runs in the VPC (the EKS endpoint may be private), as a role that reads this one secret and, through
-an EKS access entry, may edit objects in this one namespace.
+handler runs in the VPC (the EKS endpoint may be private), as a role that reads this one secret, writes its
+own log group and, through an EKS access entry mapped to a Kubernetes group, may read, replace and delete
+this one Secret (RBAC `resourceNames`) and create Secrets in this one namespace (RBAC cannot limit `create`
+by name: the residual right). No EKS access policy: AmazonEKSEditPolicy gives every object in the namespace.
 """
 
 from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks as eks_v1
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -59,6 +62,8 @@ class KubernetesSecretFromSecretsManager(Construct):
         log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
         )
+        # Its own log group only (CreateLogStream, PutLogEvents): without it the handler logs nothing.
+        log_group.grant_write(role)
         handler = lambda_.Function(
             self,
             "Handler",
@@ -73,20 +78,7 @@ class KubernetesSecretFromSecretsManager(Construct):
             vpc_subnets=ec2.SubnetSelection(subnets=subnets),
             security_groups=[security_group],
         )
-        # Edit rights in this namespace only: create, replace and delete the Secret, nothing cluster-wide.
-        access = eks.AccessEntry(
-            self,
-            "Access",
-            cluster=cluster,
-            principal=role.role_arn,
-            access_policies=[
-                eks.AccessPolicy.from_access_policy_name(
-                    "AmazonEKSEditPolicy",
-                    access_scope_type=eks.AccessScopeType.NAMESPACE,
-                    namespaces=[namespace],
-                )
-            ],
-        )
+        access = _writer_access(self, cluster, role, namespace=namespace, name=name)
         provider = cr.Provider(
             self,
             "Provider",
@@ -110,10 +102,19 @@ class KubernetesSecretFromSecretsManager(Construct):
         )
         # The handler authenticates through the access entry: it exists before the first call and is
         # removed only after the Secret is deleted.
-        self.resource.node.add_dependency(access)
-        self._acknowledge(role, handler, provider)
+        self.resource.node.add_dependency(*access)
+        self._acknowledge(role, handler, provider, log_group)
 
-    def _acknowledge(self, role: iam.Role, handler: lambda_.Function, provider: cr.Provider) -> None:
+    def _acknowledge(
+        self, role: iam.Role, handler: lambda_.Function, provider: cr.Provider, log_group: logs.LogGroup
+    ) -> None:
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Log streams of the handler's own log group (<log group arn>:*): Lambda names the streams at run "
+            "time.",
+            nag_resource(self, f"{log_group.log_group_arn}:*"),
+        )
         acknowledge(
             role,
             "AwsSolutions-IAM5",
@@ -134,3 +135,47 @@ class KubernetesSecretFromSecretsManager(Construct):
             "The framework invokes any version (<arn>:*) of this construct's own handler, nothing else.",
             nag_resource(self, f"{handler.function_arn}:*"),
         )
+
+
+def _writer_access(
+    scope: Construct, cluster: eks.ICluster, role: iam.Role, *, namespace: str, name: str
+) -> list[Construct]:
+    """An access entry mapping `role` to a Kubernetes group, and the Role and RoleBinding that let that group
+    write the one Secret `namespace/name`; returns both, for the custom resource to depend on (created
+    before its first call, removed after the Secret is deleted)."""
+    group = f"{name}-secret-writer"
+    secrets = {"apiGroups": [""], "resources": ["secrets"]}
+    rbac = eks.KubernetesManifest(
+        scope,
+        "WriterRbac",
+        cluster=cluster,
+        manifest=[
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": group, "namespace": namespace},
+                "rules": [
+                    # RBAC checks `create` before the object has a name: it cannot be narrowed to one.
+                    {**secrets, "verbs": ["create"]},
+                    {**secrets, "resourceNames": [name], "verbs": ["get", "update", "delete"]},
+                ],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": group, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": group},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+            },
+        ],
+    )
+    # The L1 resource: aws_eks_v2.AccessEntry takes access policies only, not Kubernetes groups.
+    access = eks_v1.CfnAccessEntry(
+        scope,
+        "Access",
+        cluster_name=cluster.cluster_name,
+        principal_arn=role.role_arn,
+        kubernetes_groups=[group],
+        type="STANDARD",
+    )
+    return [rbac, access]

@@ -288,7 +288,7 @@ VALID: list[dict] = [
     {"hyperpod.cluster_name": "a" * 63},
     {
         "hyperpod.instance_groups": json.dumps(
-            [HEAD, {**GROUP, "labels": {"example.com/team": "", "a": "b.c-d_e"}}]
+            [HEAD, {**GROUP, "labels": {"example.com/team": "t", "a": "b.c-d_e"}}]
         )
     },
     {"hyperpod.instance_groups": json.dumps([HEAD, {**GROUP, "taints": [{"key": "nvidia.com/gpu"}]}])},
@@ -342,11 +342,45 @@ def test_valid_edge_cases_synthesize(tmp_path, capsys):
         "ray.monitoring.grafana_host": "http://grafana.monitoring.svc:3000",
         "acknowledged-issue-numbers": [32775],
     }
+    context["ray.job.entrypoint_args"] = json.dumps(
+        [*json.loads(context["ray.job.entrypoint_args"]), *LOOKALIKES]
+    )
     application = cli_app(tmp_path / "cdk.out", context)
     entry_point.main(application)
     assert "config error" not in capsys.readouterr().err
     # The default runner: the supervisor Job, whose name (47 + 13 characters) still fits 63.
     assert (tmp_path / "cdk.out" / "manifests" / "Ray-RaySupervisorManifest.yaml").is_file()
+    assert_config_text_stays_text(tmp_path / "cdk.out", load_config(context))
+
+
+# Text that looks like template markup but is not (`${` and `{{resolve:` are refused, see
+# tests/config/test_hostile_input.py): it must reach the manifests verbatim.
+LOOKALIKES = ["$HOME", "{x}", "{{ resolve }}", "$(id)", "}"]
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, child in value.items() for text in (*_strings(key), *_strings(child))]
+    if isinstance(value, list):
+        return [text for child in value for text in _strings(child)]
+    return []
+
+
+def assert_config_text_stays_text(outdir: Path, config) -> None:
+    """Scan every synthesized template: no string holds a CDK token marker, and a dynamic reference only
+    where the app builds one itself (a secret it owns: `{{resolve:secretsmanager:` then a Ref, never config
+    text); every config string that reaches a manifest arrives there verbatim."""
+    config_strings = {text for text in _strings(config.model_dump(mode="json")) if len(text) >= 3}
+    for template in outdir.glob("*.template.json"):
+        for text in _strings(json.loads(template.read_text())):
+            assert "${Token[" not in text, (template.name, text[:200])
+            if "{{resolve:" in text:
+                assert not any(value in text for value in config_strings if "{" in value), text[:200]
+    manifests = " ".join(path.read_text() for path in (outdir / "manifests").glob("*.yaml"))
+    for argument in config.ray.job.entrypoint_args:
+        assert argument in manifests or json.dumps(argument)[1:-1] in manifests, argument
 
 
 def test_a_config_error_is_raised_before_any_stack_exists():

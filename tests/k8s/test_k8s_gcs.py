@@ -1,6 +1,8 @@
 """GCS fault tolerance in the RayCluster and the store's Kubernetes objects, checked against KubeRay 1.7.0's
 CRD schema and the rules its webhook-free validation (utils/validation.go) applies to GCS FT."""
 
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +138,7 @@ def test_in_cluster_store_never_runs_on_the_head_group_and_reads_its_password_fr
             "valueFrom": {"secretKeyRef": {"name": "ray-cluster-gcs-store", "key": "password"}},
         }
     ]
-    assert "--requirepass" in container["command"][-1] and "$REDIS_PASSWORD" in container["command"][-1]
+    assert_password_reaches_the_store_on_stdin_not_argv(container["command"])
     (service,) = [o for o in objects if o["kind"] == "Service"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
@@ -160,3 +162,20 @@ def test_bad_gcs_settings_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_config({key: value})
     assert str(error.value).startswith(f"{key} = ")  # printed as one "config error:" line by the loader
+
+
+def assert_password_reaches_the_store_on_stdin_not_argv(command: list[str]) -> None:
+    """Run the container's command with a stand-in valkey-server that records its argv and stdin: the
+    password must arrive as config on stdin (`-`), never on the argv that /proc/<pid>/cmdline shows."""
+    with tempfile.TemporaryDirectory() as scratch:
+        bin_dir = Path(scratch)
+        fake = bin_dir / "valkey-server"
+        fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {scratch}/argv\ncat > {scratch}/stdin\n')
+        fake.chmod(0o755)
+        password = "Pw0rdA1b2C3"
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": password}
+        subprocess.run(command, env=env, check=True, timeout=30)
+        argv = (bin_dir / "argv").read_text().split()
+        assert password not in " ".join(argv)
+        assert argv[0] == "-" and "--appendonly" in argv
+        assert (bin_dir / "stdin").read_text() == f"requirepass {password}\n"

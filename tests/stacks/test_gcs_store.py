@@ -95,9 +95,10 @@ def test_the_secret_reaches_kubernetes_by_arn_only(templates):
     ]
     assert len(policies) == 1 and "*" not in json.dumps(policies[0]["Resource"]).replace("-*", "")
     entry = one(ray, "AWS::EKS::AccessEntry")["Properties"]
-    (policy,) = entry["AccessPolicies"]
-    assert json.dumps(policy["PolicyArn"]).endswith(':cluster-access-policy/AmazonEKSEditPolicy"]]}')
-    assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": ["ray"]}
+    # No EKS access policy (AmazonEKSEditPolicy would give every object in the namespace): a group whose
+    # RBAC Role is checked below.
+    assert "AccessPolicies" not in entry
+    assert entry["KubernetesGroups"] == ["ray-cluster-gcs-store-secret-writer"]
     statements = [
         s
         for r in resources(ray, "AWS::IAM::Policy").values()
@@ -155,3 +156,53 @@ def test_other_modes_synthesize_with_cdk_nag(tmp_path, overrides, stores):
         return
     assert len(resources(templates["GcsStore"], "AWS::ElastiCache::ReplicationGroup")) == stores
     assert resources(templates["Ray"], "Custom::KubernetesSecretFromSecretsManager")
+
+
+def _rbac_allows(rules: list[dict], verb: str, resource: str, name: str | None) -> bool:
+    """Kubernetes RBAC's rule match for a core-group resource (no wildcards are used here)."""
+    return any(
+        "" in rule["apiGroups"]
+        and resource in rule["resources"]
+        and verb in rule["verbs"]
+        and ("resourceNames" not in rule or name in rule["resourceNames"])
+        for rule in rules
+    )
+
+
+def test_the_secret_writer_may_write_only_its_secret_and_its_own_logs(templates):
+    ray = templates["Ray"]
+    (objects,) = [
+        json.loads(r["Properties"]["Manifest"])
+        for r in resources(ray, "Custom::AWSCDK-EKS-KubernetesResource").values()
+        if "secret-writer" in json.dumps(r["Properties"]["Manifest"])
+    ]
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "ray"
+    assert binding["subjects"] == [
+        {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": "ray-cluster-gcs-store-secret-writer",
+        }
+    ]
+    rules, own = role["rules"], "ray-cluster-gcs-store"
+    # What lambda/k8s_secret does: POST the collection, PUT or DELETE its Secret.
+    for verb in ("create", "update", "delete"):
+        assert _rbac_allows(rules, verb, "secrets", own if verb != "create" else None), verb
+    for verb, resource, name in (
+        ("get", "secrets", "other"),
+        ("update", "secrets", "other"),
+        ("delete", "secrets", "other"),
+        ("list", "secrets", None),
+        ("get", "pods", own),
+        ("create", "pods", None),
+    ):
+        assert not _rbac_allows(rules, verb, resource, name), (verb, resource, name)
+    writes_logs = [
+        s
+        for r in resources(ray, "AWS::IAM::Policy").values()
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if "logs:PutLogEvents" in s["Action"] and "GcsStoreSecretLogs" in json.dumps(s["Resource"])
+    ]
+    assert writes_logs

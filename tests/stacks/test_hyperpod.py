@@ -332,8 +332,14 @@ def test_handler_role_covers_eks_access_entries(default: Synthesized) -> None:
     }
     cluster = default.eks.get_logical_id(default.eks.cluster.node.default_child)
     eks_cluster = statements["EksCluster"]
-    assert set(_list(eks_cluster["Action"])) == {"eks:DescribeCluster", "eks:CreateAccessEntry"}
+    assert set(_list(eks_cluster["Action"])) == {"eks:DescribeCluster"}
     assert _exported(default.eks_outputs, eks_cluster["Resource"]) == {"Fn::GetAtt": [cluster, "Arn"]}
+    # Access entries for the nodes' execution role only: the handler cannot admit another principal.
+    entry = statements["EksNodeAccessEntry"]
+    assert _list(entry["Action"]) == ["eks:CreateAccessEntry"]
+    assert _exported(default.eks_outputs, entry["Resource"]) == {"Fn::GetAtt": [cluster, "Arn"]}
+    execution_role = default.logical_id(default.hyperpod.execution_role)
+    assert entry["Condition"] == {"ArnEquals": {"eks:principalArn": {"Fn::GetAtt": [execution_role, "Arn"]}}}
     # access-entry/<this EKS cluster's name>/*: only its own cluster's entries.
     parts = statements["EksAccessEntries"]["Resource"]["Fn::Join"][1]
     assert parts[-1] == f":access-entry/{default.eks.cluster_name}/*"
@@ -353,8 +359,14 @@ def test_training_plans_are_named_exactly(features: Synthesized) -> None:
 def test_execution_role(default: Synthesized) -> None:
     role_id = default.logical_id(default.hyperpod.execution_role)
     role = default.raw["Resources"][role_id]["Properties"]
+    # Confused-deputy guard: only on behalf of this account (aws:SourceAccount).
     assert role["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+        {
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+        }
     ]
     assert _join_text(role["ManagedPolicyArns"][0]).endswith(
         ":iam::aws:policy/AmazonSageMakerClusterInstanceRolePolicy"
