@@ -23,7 +23,7 @@ SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
-	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit clean
+	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit outputs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -113,6 +113,9 @@ destroy: preflight ## Show what is deleted (FSx and its checkpoints included), a
 
 status: deps-ops ## HyperPod nodes and RayCluster pods of the deployed cluster (ARGS=--watch to follow)
 	$(OPS) status $(ARGS)
+
+outputs: deps-ops ## Rewrite cdk-outputs.json from the deployed stacks in CloudFormation (another machine, a lost file)
+	$(OPS) outputs
 
 dashboard: deps-ops ## Port-forward the Ray dashboard and Grafana, print their URLs (Ctrl-C stops them)
 	$(OPS) dashboard $(ARGS)
