@@ -3,7 +3,8 @@
 import json
 import sys
 import time
-from contextlib import ExitStack, nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +14,15 @@ import yaml
 from botocore.config import Config
 from rich.console import Console, Group
 from rich.live import Live
+from rich.table import Table
 
 from config import AppConfig, ConfigError, load_config
 from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
 from . import aws, kube
-from . import submit as ray_submit
+from . import jobs as ray_jobs
 from .outputs import Deployment, deployment_from_aws, deployment_of, read_outputs_file, stack_outputs
-from .status import StatusView, render_status
+from .status import StatusView, coloured, render_status
 from .tools import OpsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -217,6 +219,8 @@ def submit(
     local_port: Annotated[int, typer.Option(help="local port of the tunnel")] = kube.DASHBOARD_PORT,
 ) -> None:
     """Submit jobs/fsdp_ray: workers and GPUs from the config; arguments after `--` go to train.py."""
+    from . import submit as ray_submit  # noqa: PLC0415 (builds train.py's arguments with the cdk8s charts' code)
+
     state: State = ctx.obj
     deployment = state.deployment()
     namespace, service = _ray_names(deployment)
@@ -235,6 +239,66 @@ def submit(
             console.print(f"job {job_id}: {final}")
             if final != "SUCCEEDED":
                 raise typer.Exit(1)
+
+
+@contextmanager
+def _ray_jobs(ctx: typer.Context, local_port: int) -> Iterator:
+    """A job client through a tunnel to the Ray head's dashboard, with the cluster's token."""
+    deployment = ctx.obj.deployment()
+    namespace, service = _ray_names(deployment)
+    context = kube.use_cluster(deployment)
+    secret = deployment.ray_auth_secret
+    token = kube.ray_token(context, namespace, secret) if secret else None
+    with kube.port_forward(context, namespace, service, local_port) as url:
+        try:
+            yield ray_jobs.client(url, token)
+        except RuntimeError as error:  # the job SDK's answer to an unknown job id, a refused call
+            raise OpsError(f"Ray: {str(error).strip().splitlines()[-1]}") from None
+
+
+PORT_OPTION = typer.Option(help="local port of the tunnel")
+
+
+@app.command()
+def jobs(ctx: typer.Context, local_port: Annotated[int, PORT_OPTION] = kube.DASHBOARD_PORT) -> None:
+    """Every Ray job on the cluster, newest first: id, state, training run, start and duration."""
+    with _ray_jobs(ctx, local_port) as client:
+        found = ray_jobs.rows(client.list_jobs())
+    table = Table("job", "state", "run", "started", "duration", title="Ray jobs", title_justify="left")
+    for job in found:
+        table.add_row(job.job_id, coloured(job.state), job.run_name, job.started, job.duration)
+    console.print(table if found else "no Ray jobs on the cluster")
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str | None, typer.Argument(help="default: the newest running job")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep streaming until the job ends")] = False,
+    local_port: Annotated[int, PORT_OPTION] = kube.DASHBOARD_PORT,
+) -> None:
+    """A job's logs from its start; --follow re-attaches to a running job and exits 1 unless it succeeds."""
+    with _ray_jobs(ctx, local_port) as client:
+        job_id = job_id or ray_jobs.latest_running(ray_jobs.rows(client.list_jobs()))
+        if not follow:
+            print(client.get_job_logs(job_id), end="")
+            return
+        final = ray_jobs.follow(client, job_id, lambda text: print(text, end="", flush=True))
+    console.print(f"job {job_id}: {coloured(final)}")
+    if final != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="the job (`ops jobs` lists them)")],
+    local_port: Annotated[int, PORT_OPTION] = kube.DASHBOARD_PORT,
+) -> None:
+    """Stop a job (its checkpoints stay: submitting the same run again resumes from the latest)."""
+    with _ray_jobs(ctx, local_port) as client:
+        stopped = client.stop_job(job_id)
+    console.print(f"job {job_id}: {'stopping' if stopped else 'already ended'}")
 
 
 def _ray_names(deployment: Deployment) -> tuple[str, str]:
