@@ -23,7 +23,7 @@ SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
-	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit outputs clean
+	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit outputs jobs logs stop deps-submit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ $(VENV)/.ops: $(VENV)/.runtime requirements-ops.txt
 
 $(VENV)/.dev: $(VENV)/.ops requirements-dev.txt jobs/fsdp_ray/requirements.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+# The Ray job SDK alone (for submit, jobs, logs, stop), at the version pinned once in the job's requirements:
+# not the job's torch and datasets, nor the test toolchain.
+$(VENV)/.submit: $(VENV)/.ops jobs/fsdp_ray/requirements.txt
+	$(BIN)/pip install -q "ray[default]==$$(sed -n 's/^ray\[[a-z,]*\]==//p' jobs/fsdp_ray/requirements.txt)"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -120,8 +126,19 @@ outputs: deps-ops ## Rewrite cdk-outputs.json from the deployed stacks in CloudF
 dashboard: deps-ops ## Port-forward the Ray dashboard and Grafana, print their URLs (Ctrl-C stops them)
 	$(OPS) dashboard $(ARGS)
 
-submit: deps-dev ## Submit jobs/fsdp_ray to the deployed cluster (ARGS='--follow -- --max-steps 500')
+deps-submit: deps-ops $(VENV)/.submit ## Also install the Ray job SDK (submit, jobs, logs, stop)
+
+submit: deps-submit ## Submit jobs/fsdp_ray to the deployed cluster (ARGS='--follow -- --max-steps 500')
 	$(OPS) submit $(ARGS)
+
+jobs: deps-submit ## List the Ray jobs on the cluster: state, training run, start, duration
+	$(OPS) jobs $(ARGS)
+
+logs: deps-submit ## A job's logs (ARGS='JOB_ID --follow'; no id: the newest running job)
+	$(OPS) logs $(ARGS)
+
+stop: deps-submit ## Stop a Ray job (ARGS=JOB_ID); its checkpoints stay, a resubmit resumes
+	$(OPS) stop $(ARGS)
 
 clean: ## Remove build output (keeps the venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache
