@@ -23,7 +23,7 @@ SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
-	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy status dashboard submit outputs jobs logs stop deps-submit clean
+	bench-recovery bench-overhead bench-head-recovery job-local preflight deploy destroy plan status dashboard submit outputs jobs logs stop deps-submit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -77,11 +77,17 @@ snapshots: synth ## Rewrite the committed template snapshots from cdk.out (revie
 config-docs: deps ## Regenerate docs/CONFIGURATION.md from the config model (every field, default and rule)
 	$(BIN)/python scripts/config_reference.py
 
-diff: synth ## cdk diff every stack against the committed snapshots, offline; fails on any change
+diff: synth ## Regression check: the default config's stacks against the committed snapshots, offline
 	$(BIN)/python scripts/snapshots.py prepare-diff cdk.out tests/snapshots cdk.out/snapshot-baseline
 	@status=0; for stack in $(STACKS); do \
 	  $(OFFLINE) $(CDK) diff $$stack --exclusively --app cdk.out --template cdk.out/snapshot-baseline/$$stack.template.json --fail || status=1; \
 	done; exit $$status
+
+# --method template compares templates: no change set, only the bootstrap lookup role's read-only rights.
+plan: preflight ## Live diff of CONFIG against the deployed stacks, read-only (templates, manifests as YAML)
+	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
+	$(CDK) diff --all --app cdk.out --method template
+	$(OPS) manifest-diff cdk.out
 
 imports: deps node_modules/.installed ## Regenerate k8s_charts/imports and crd_schemas from the pinned KubeRay CRDs (CRD_DIR=local copy)
 	$(BIN)/python k8s_charts/regenerate_imports.py $(if $(CRD_DIR),--crd-dir $(CRD_DIR))

@@ -19,7 +19,7 @@ from rich.table import Table
 from config import AppConfig, ConfigError, load_config
 from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
-from . import aws, kube
+from . import aws, kube, plan
 from . import jobs as ray_jobs
 from .outputs import Deployment, deployment_from_aws, deployment_of, read_outputs_file, stack_outputs
 from .status import StatusView, coloured, render_status
@@ -118,6 +118,38 @@ def outputs(ctx: typer.Context) -> None:
     state.outputs_file.write_text(json.dumps(found, indent=2) + "\n")
     listed = ", ".join(f"{name} ({status})" for name, status in statuses.items())
     console.print(f"wrote {state.outputs_file}: {listed}")
+
+
+@app.command("manifest-diff")
+def manifest_diff(
+    ctx: typer.Context,
+    assembly: Annotated[Path, typer.Argument(help="the synthesized cdk.out")] = Path("cdk.out"),
+) -> None:
+    """The Kubernetes manifests of the synthesized stacks against the deployed ones, as YAML diffs (read
+    only: CloudFormation GetTemplate). `make plan` runs it after `cdk diff`."""
+    artifacts = json.loads((assembly / "manifest.json").read_text())["artifacts"].values()
+    stacks = [a["properties"] for a in artifacts if a.get("type") == "aws:cloudformation:stack"]
+    cloudformation = aws.client("cloudformation", ctx.obj.config.env.region)
+    changed = 0
+    for stack in stacks:
+        planned = json.loads((assembly / stack["templateFile"]).read_text())
+        with aws.aws_errors(f"reading the deployed template of {stack['stackName']}"):
+            deployed = _deployed_template(cloudformation, stack["stackName"])
+        for diff in plan.manifest_diffs(stack["stackName"], deployed, planned):
+            changed += 1
+            console.print(diff, markup=False, highlight=False)
+    console.print(f"{changed} manifest(s) change" if changed else "no manifest changes")
+
+
+def _deployed_template(cloudformation, stack_name: str) -> dict:
+    """The deployed stack's template ({} when the stack is not deployed)."""
+    try:
+        body = cloudformation.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
+    except botocore.exceptions.ClientError as error:
+        if "does not exist" in error.response.get("Error", {}).get("Message", ""):
+            return {}
+        raise
+    return body if isinstance(body, dict) else json.loads(body)
 
 
 @app.command()

@@ -12,6 +12,7 @@ to get a confirmation from the user"); the control case runs the same command wi
 import json
 import os
 import pty
+import re
 import shlex
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -129,3 +131,37 @@ def test_the_old_flags_reach_the_clis_refusal(tmp_path, moto_endpoint) -> None:
     code, output = in_terminal(with_app(command, first), tmp_path, moto_endpoint)
     assert code == 1
     assert "concurrency is greater than 1 so we are unable to get a confirmation" in output
+
+
+def plan_diff_command() -> list[str]:
+    printed = subprocess.run(
+        ["make", "-n", "plan", "CONFIG=my.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    lines = [line for line in printed.splitlines() if " diff --all " in line]
+    assert len(lines) == 1, printed
+    return shlex.split(lines[0])
+
+
+def test_the_plan_diffs_against_the_deployed_stack_without_a_change_set(tmp_path, moto_endpoint) -> None:
+    first = assembly(tmp_path / "v1", {"DemoA": {"RoleA": "lambda.amazonaws.com"}})
+    code, output = in_terminal(with_app(deploy_command(), first), tmp_path, moto_endpoint)
+    assert code == 0, output[-3000:]
+    cloudformation = boto3.client(
+        "cloudformation", endpoint_url=moto_endpoint, region_name=REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    change_sets = cloudformation.list_change_sets(StackName="DemoA")["Summaries"]
+    planned = assembly(
+        tmp_path / "v2", {"DemoA": {"RoleA": "lambda.amazonaws.com", "RoleB": "ec2.amazonaws.com"}}
+    )
+    code, output = in_terminal(with_app(plan_diff_command(), planned), tmp_path, moto_endpoint)
+    assert code == 0, output[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    assert re.search(r"\[\+\] AWS::IAM::Role RoleB", plain), plain[-3000:]
+    # Read-only: the diff created no change set (the deploy role's right) beside the deploy's own.
+    assert cloudformation.list_change_sets(StackName="DemoA")["Summaries"] == change_sets
