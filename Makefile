@@ -23,7 +23,8 @@ SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
-	bench-recovery bench-overhead bench-failure-policy bench-head-recovery job-local preflight deploy destroy status dashboard submit clean
+	bench-recovery bench-overhead bench-failure-policy bench-head-recovery job-local preflight deploy destroy plan status dashboard \
+	submit outputs jobs logs stop deps-submit clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +42,12 @@ $(VENV)/.ops: $(VENV)/.runtime requirements-ops.txt
 
 $(VENV)/.dev: $(VENV)/.ops requirements-dev.txt jobs/fsdp_ray/requirements.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+# The Ray job SDK alone (for submit, jobs, logs, stop), at the version pinned once in the job's requirements:
+# not the job's torch and datasets, nor the test toolchain.
+$(VENV)/.submit: $(VENV)/.ops jobs/fsdp_ray/requirements.txt
+	$(BIN)/pip install -q "ray[default]==$$(sed -n 's/^ray\[[a-z,]*\]==//p' jobs/fsdp_ray/requirements.txt)"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -71,11 +78,17 @@ snapshots: synth ## Rewrite the committed template snapshots from cdk.out (revie
 config-docs: deps ## Regenerate docs/CONFIGURATION.md from the config model (every field, default and rule)
 	$(BIN)/python scripts/config_reference.py
 
-diff: synth ## cdk diff every stack against the committed snapshots, offline; fails on any change
+diff: synth ## Regression check: the default config's stacks against the committed snapshots, offline
 	$(BIN)/python scripts/snapshots.py prepare-diff cdk.out tests/snapshots cdk.out/snapshot-baseline
 	@status=0; for stack in $(STACKS); do \
 	  $(OFFLINE) $(CDK) diff $$stack --exclusively --app cdk.out --template cdk.out/snapshot-baseline/$$stack.template.json --fail || status=1; \
 	done; exit $$status
+
+# --method template compares templates: no change set, only the bootstrap lookup role's read-only rights.
+plan: preflight ## Live diff of CONFIG against the deployed stacks, read-only (templates, manifests as YAML)
+	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
+	$(CDK) diff --all --app cdk.out --method template
+	$(OPS) manifest-diff cdk.out
 
 imports: deps node_modules/.installed ## Regenerate k8s_charts/imports and crd_schemas from the pinned KubeRay CRDs (CRD_DIR=local copy)
 	$(BIN)/python k8s_charts/regenerate_imports.py $(if $(CRD_DIR),--crd-dir $(CRD_DIR))
@@ -102,10 +115,12 @@ job-local: deps-dev ## Run the FSDP Ray job on a local Ray (CPU, 2 workers), sto
 preflight: deps-ops ## Check AWS credentials and region (what deploy/destroy/status need), in seconds
 	$(OPS) preflight
 
+# The plan summary.py shows is the approval: the CDK CLI cannot ask per stack while it deploys 4 stacks at a
+# time (with --concurrency > 1 it refuses instead of asking), so it is told not to ask again.
 deploy: preflight ## Show the plan and price, ask, then deploy every stack (CONFIG=my.yaml, YES=1 to skip asking)
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	$(SUMMARY) --plan deploy $(if $(YES),--yes)
-	$(CDK) deploy --all --app cdk.out --concurrency 4 --require-approval broadening --outputs-file cdk-outputs.json
+	$(CDK) deploy --all --app cdk.out --concurrency 4 --require-approval never --outputs-file cdk-outputs.json
 
 destroy: preflight ## Show what is deleted (FSx and its checkpoints included), ask, then destroy every stack
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
@@ -115,11 +130,25 @@ destroy: preflight ## Show what is deleted (FSx and its checkpoints included), a
 status: deps-ops ## HyperPod nodes and RayCluster pods of the deployed cluster (ARGS=--watch to follow)
 	$(OPS) status $(ARGS)
 
+outputs: deps-ops ## Rewrite cdk-outputs.json from the deployed stacks in CloudFormation (another machine, a lost file)
+	$(OPS) outputs
+
 dashboard: deps-ops ## Port-forward the Ray dashboard and Grafana, print their URLs (Ctrl-C stops them)
 	$(OPS) dashboard $(ARGS)
 
-submit: deps-dev ## Submit jobs/fsdp_ray to the deployed cluster (ARGS='--follow -- --max-steps 500')
+deps-submit: deps-ops $(VENV)/.submit ## Also install the Ray job SDK (submit, jobs, logs, stop)
+
+submit: deps-submit ## Submit jobs/fsdp_ray to the deployed cluster (ARGS='--follow -- --max-steps 500')
 	$(OPS) submit $(ARGS)
+
+jobs: deps-submit ## List the Ray jobs on the cluster: state, training run, start, duration
+	$(OPS) jobs $(ARGS)
+
+logs: deps-submit ## A job's logs (ARGS='JOB_ID --follow'; no id: the newest running job)
+	$(OPS) logs $(ARGS)
+
+stop: deps-submit ## Stop a Ray job (ARGS=JOB_ID); its checkpoints stay, a resubmit resumes
+	$(OPS) stop $(ARGS)
 
 clean: ## Remove build output (keeps the venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -1,34 +1,33 @@
 """The operations CLI: preflight, status, dashboard and submit, for the deployment in cdk-outputs.json."""
 
-import os
+import json
 import sys
 import time
-from contextlib import ExitStack, nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
-import boto3
 import botocore.exceptions
 import typer
 from botocore.config import Config
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import AppConfig, ConfigError, load_config
 from config.loader import read_config_file
 from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
-from . import hyperpod, kube
-from . import submit as ray_submit
-from .gcs import gcs_status
-from .metrics import gpu_utilization_by_node
-from .outputs import Deployment, read_deployment
-from .tools import OpsError, run_tool
+from . import aws, kube, plan
+from . import jobs as ray_jobs
+from .outputs import Deployment, deployment_from_aws, deployment_of, read_outputs_file, stack_outputs
+from .status import StatusView, coloured, render_status
+from .tools import OpsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
+EXIT_CLUSTER_FAILED = 3  # `status`: the HyperPod cluster is Failed (README: Exit codes)
 STS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10)
 
 
@@ -40,7 +39,22 @@ class State:
         self.config = read_config(config_file)
 
     def deployment(self) -> Deployment:
-        return read_deployment(self.outputs_file, self.config.prefix)
+        """The outputs file when there is one (`make deploy` wrote it), else the stacks in CloudFormation."""
+        outputs = read_outputs_file(self.outputs_file)
+        if outputs is not None:
+            return deployment_of(outputs, self.config.prefix, str(self.outputs_file))
+        try:
+            return self.deployment_from_aws()
+        except OpsError as error:
+            raise OpsError(
+                f"{self.outputs_file} not found (`make deploy` and `make outputs` write it) and "
+                f"CloudFormation did not tell: {error}"
+            ) from None
+
+    def deployment_from_aws(self) -> Deployment:
+        cloudformation = aws.client("cloudformation", self.config.env.region)
+        with aws.aws_errors("reading the stacks from CloudFormation"):
+            return deployment_from_aws(cloudformation, self.config.prefix, cloudformation.meta.region_name)
 
 
 def read_config(path: Path | None) -> AppConfig:
@@ -60,20 +74,20 @@ def _options(
 
 
 @app.command()
-def preflight() -> None:
-    """Check AWS credentials and region; print the principal to put in eks.admin_principal_arns."""
-    # boto3 reads AWS_DEFAULT_REGION and profiles; the CDK CLI also honours AWS_REGION.
-    session = boto3.Session(region_name=os.environ.get("AWS_REGION"))
+def preflight(ctx: typer.Context) -> None:
+    """Check AWS credentials and region (the config's env.region and env.account when set); print the
+    principal to put in eks.admin_principal_arns."""
+    env = ctx.obj.config.env
+    session = aws.session(env.region)
     if session.region_name is None:
         raise OpsError("no AWS region: set AWS_REGION or `aws configure set region <region>` (or env.region)")
-    try:
+    with aws.aws_errors("checking your AWS credentials"):
         identity = session.client("sts", config=STS_CONFIG).get_caller_identity()
-    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+    if env.account and identity["Account"] != env.account:
         raise OpsError(
-            "no AWS credentials: `aws configure`, `aws sso login` or AWS_PROFILE=<profile>"
-        ) from None
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        raise OpsError(f"AWS credentials do not work: {error}") from None
+            f"env.account is {env.account} but your credentials are for account {identity['Account']}: "
+            "switch AWS_PROFILE or fix env.account"
+        )
     console.print(f"account {identity['Account']}, region {session.region_name}, you are {identity['Arn']}")
     console.print(f'for cluster access: eks.admin_principal_arns: ["{principal_arn(identity["Arn"])}"]')
 
@@ -89,6 +103,52 @@ def principal_arn(caller_arn: str) -> str:
 
 
 @app.command()
+def outputs(ctx: typer.Context) -> None:
+    """Write the outputs file from the deployed stacks in CloudFormation (what `make deploy` writes), for a
+    teammate, a second machine or after the file was lost."""
+    state: State = ctx.obj
+    cloudformation = aws.client("cloudformation", state.config.env.region)
+    with aws.aws_errors("reading the stacks from CloudFormation"):
+        found, statuses = stack_outputs(cloudformation, state.config.prefix)
+        deployment_of(found, state.config.prefix, "CloudFormation", statuses)  # says what is missing
+    state.outputs_file.write_text(json.dumps(found, indent=2) + "\n")
+    listed = ", ".join(f"{name} ({status})" for name, status in statuses.items())
+    console.print(f"wrote {state.outputs_file}: {listed}")
+
+
+@app.command("manifest-diff")
+def manifest_diff(
+    ctx: typer.Context,
+    assembly: Annotated[Path, typer.Argument(help="the synthesized cdk.out")] = Path("cdk.out"),
+) -> None:
+    """The Kubernetes manifests of the synthesized stacks against the deployed ones, as YAML diffs (read
+    only: CloudFormation GetTemplate). `make plan` runs it after `cdk diff`."""
+    artifacts = json.loads((assembly / "manifest.json").read_text())["artifacts"].values()
+    stacks = [a["properties"] for a in artifacts if a.get("type") == "aws:cloudformation:stack"]
+    cloudformation = aws.client("cloudformation", ctx.obj.config.env.region)
+    changed = 0
+    for stack in stacks:
+        planned = json.loads((assembly / stack["templateFile"]).read_text())
+        with aws.aws_errors(f"reading the deployed template of {stack['stackName']}"):
+            deployed = _deployed_template(cloudformation, stack["stackName"])
+        for diff in plan.manifest_diffs(stack["stackName"], deployed, planned):
+            changed += 1
+            console.print(diff, markup=False, highlight=False)
+    console.print(f"{changed} manifest(s) change" if changed else "no manifest changes")
+
+
+def _deployed_template(cloudformation, stack_name: str) -> dict:
+    """The deployed stack's template ({} when the stack is not deployed)."""
+    try:
+        body = cloudformation.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
+    except botocore.exceptions.ClientError as error:
+        if "does not exist" in error.response.get("Error", {}).get("Message", ""):
+            return {}
+        raise
+    return body if isinstance(body, dict) else json.loads(body)
+
+
+@app.command()
 def status(
     ctx: typer.Context,
     watch: Annotated[
@@ -97,21 +157,46 @@ def status(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 30,
     grafana_port: Annotated[int, typer.Option(help="local port of the Grafana tunnel")] = GRAFANA_LOCAL_PORT,
 ) -> None:
-    """HyperPod cluster, instance groups (current/target) and nodes, the RayCluster and its pods, GCS fault
-    tolerance and, with observability on, each node's GPU utilization."""
+    """HyperPod cluster, instance groups (current/target) and nodes with their NVIDIA driver, the RayCluster
+    and its pods, GCS fault tolerance and, with observability on, each node's GPU utilization. Exits 3 when
+    the HyperPod cluster is Failed."""
     deployment = ctx.obj.deployment()
     context = kube.use_cluster(deployment)
-    with _grafana_forward(deployment, context, grafana_port) as grafana:
-        if not watch:
-            console.print(render_status(deployment, context, grafana))
-            return
-        with Live(render_status(deployment, context, grafana), console=console, refresh_per_second=1) as live:
-            while True:
-                time.sleep(interval)
-                view = render_status(deployment, context, grafana)
-                live.update(view)
-                if getattr(view, "done", False):
-                    return
+    with ExitStack() as tunnels:
+        grafana, grafana_error = None, None
+        try:
+            grafana = tunnels.enter_context(_grafana_forward(deployment, context, grafana_port))
+        except OpsError as error:  # port busy (`make dashboard` elsewhere), Grafana Pending: the rest shows
+            grafana_error = f"no tunnel to Grafana ({error})"
+        if watch:
+            view = watch_status(lambda: render_status(deployment, context, grafana, grafana_error), interval)
+        else:
+            view = render_status(deployment, context, grafana, grafana_error)
+            console.print(view.renderable())
+    if view.failed:
+        raise typer.Exit(EXIT_CLUSTER_FAILED)
+
+
+def watch_status(refresh, interval: float, max_backoff: float = 300) -> StatusView:
+    """Refresh until done or Failed; a refresh that fails (kubectl or AWS for a moment) keeps the last view,
+    says so under it and waits longer before the next try (doubling, up to max_backoff)."""
+    view, note, wait = StatusView(), "", interval
+    with Live(console=console, refresh_per_second=1) as live:
+        while True:
+            try:
+                view, wait = refresh(), interval
+                note = f"refreshed at {_now()}, next in {wait:.0f} s (Ctrl-C to stop)"
+            except OpsError as error:
+                wait = min(wait * 2, max_backoff)
+                note = f"[red]refresh failed at {_now()}: {error}[/red]; retrying in {wait:.0f} s"
+            live.update(Group(view.renderable(), note))
+            if view.done or view.failed:
+                return view
+            time.sleep(wait)
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")
 
 
 def _grafana_forward(deployment: Deployment, context: str, local_port: int):
@@ -120,102 +205,6 @@ def _grafana_forward(deployment: Deployment, context: str, local_port: int):
         return nullcontext(None)
     namespace, service = deployment.grafana
     return kube.port_forward(context, namespace, service, local_port, remote_port=GRAFANA_SERVICE_PORT)
-
-
-def render_status(deployment: Deployment, context: str, grafana: str | None = None) -> Group:
-    parts: list = []
-    done = True
-    if deployment.hyperpod_cluster:
-        state = hyperpod.cluster_state(hyperpod.sagemaker(deployment.region), deployment.hyperpod_cluster)
-        parts += hyperpod_view(state, kube.node_health(context))
-        done = state.status == "InService" and state.ready_fraction >= 1
-    if deployment.ray_namespace:
-        clusters = kube.ray_cluster(context, deployment.ray_namespace)
-        parts.append(ray_view(clusters, kube.ray_pods(context, deployment.ray_namespace)))
-        done = done and bool(clusters) and all(c.get("status", {}).get("state") == "ready" for c in clusters)
-        parts.append(gcs_view(deployment, context))
-        supervisor = deployment.ray_outputs.get("SupervisorJob")
-        if supervisor:
-            parts.append(supervisor_view(supervisor, kube.job(context, deployment.ray_namespace, supervisor)))
-    if grafana is not None:
-        parts.append(gpu_view(gpu_utilization_by_node(grafana)))
-    group = Group(*parts)
-    group.done = done  # type: ignore[attr-defined]  (read by --watch)
-    return group
-
-
-def supervisor_view(name: str, job: dict | None) -> str:
-    """The declarative training run's supervisor (ray.job.enabled): running, done, or failed and why."""
-    if job is None:
-        return f"Supervisor job {name}: not found (deleted, or replaced by a newer deploy)"
-    status = job.get("status", {})
-    conditions = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
-    if "Complete" in conditions:
-        return f"Supervisor job {name}: the training run succeeded"
-    if "Failed" in conditions:
-        reason = conditions["Failed"].get("message") or conditions["Failed"].get("reason", "")
-        return f"Supervisor job {name}: failed ({reason})"
-    restarts = status.get("failed", 0)
-    return f"Supervisor job {name}: running ({status.get('active', 0)} pod, {restarts} replaced)"
-
-
-def gcs_view(deployment: Deployment, context: str) -> str:
-    """Whether the head's state survives a head loss, and whether its store answers."""
-    gcs = gcs_status(deployment.gcs_outputs, deployment.ray_outputs)
-    if not gcs.enabled or gcs.health_check is None:
-        return "GCS fault tolerance: off (losing the Ray head restarts every worker)"
-    tool, *args = gcs.health_check
-    # The user's kubeconfig context and the deployment's region, as every other call here uses.
-    args = ["--context", context, *args] if tool == "kubectl" else [*args, "--region", deployment.region]
-    try:
-        answer = run_tool(tool, *args).strip()
-    except OpsError as error:
-        answer = f"no answer ({error})"
-    health = "healthy" if answer == gcs.healthy_when else f"not healthy: {answer or 'nothing'}"
-    return f"GCS fault tolerance: on, store {gcs.store}, {health}"
-
-
-def gpu_view(utilization: dict[str, float] | None) -> Table | str:
-    if utilization is None:
-        return "GPU utilization: Grafana did not answer"
-    if not utilization:
-        return "GPU utilization: no samples yet"
-    table = Table("node", "GPU utilization", title="GPUs (last 5 minutes)", title_justify="left")
-    for node, percent in sorted(utilization.items()):
-        table.add_row(node, f"{percent:.0f} %")
-    return table
-
-
-def hyperpod_view(state: hyperpod.ClusterState, health: dict[str, str]) -> list:
-    title = f"HyperPod {state.name}: {state.status}" + (f" ({state.failure})" if state.failure else "")
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}")
-    )
-    for group in state.groups:
-        progress.add_task(
-            f"{group.name:<12} {group.instance_type:<16} {group.status:<10}",
-            completed=group.current,
-            total=group.target,
-        )
-    nodes = Table("group", "instance", "type", "status", "health", title="nodes", title_justify="left")
-    for node in state.nodes:
-        nodes.add_row(
-            node.group, node.instance_id, node.instance_type,
-            node.status + (f": {node.message}" if node.message else ""), health.get(node.instance_id, "-"),
-        )  # fmt: skip
-    return [title, progress, nodes]
-
-
-def ray_view(clusters: list[dict], pods: list[dict]) -> Table:
-    states = ", ".join(
-        f"{c['metadata']['name']}: {c.get('status', {}).get('state', 'pending')}" for c in clusters
-    )
-    table = Table("pod", "phase", "node", title=f"RayCluster {states or 'not found'}", title_justify="left")
-    for pod in pods:
-        table.add_row(
-            pod["metadata"]["name"], pod.get("status", {}).get("phase", "?"), pod["spec"].get("nodeName", "-")
-        )
-    return table
 
 
 @app.command()
@@ -258,6 +247,8 @@ def submit(
     local_port: Annotated[int, typer.Option(help="local port of the tunnel")] = kube.DASHBOARD_PORT,
 ) -> None:
     """Submit jobs/fsdp_ray: workers and GPUs from the config; arguments after `--` go to train.py."""
+    from . import submit as ray_submit  # noqa: PLC0415 (builds train.py's arguments with the cdk8s charts' code)
+
     state: State = ctx.obj
     deployment = state.deployment()
     namespace, service = _ray_names(deployment)
@@ -278,6 +269,66 @@ def submit(
                 raise typer.Exit(1)
 
 
+@contextmanager
+def _ray_jobs(ctx: typer.Context, local_port: int) -> Iterator:
+    """A job client through a tunnel to the Ray head's dashboard, with the cluster's token."""
+    deployment = ctx.obj.deployment()
+    namespace, service = _ray_names(deployment)
+    context = kube.use_cluster(deployment)
+    secret = deployment.ray_auth_secret
+    token = kube.ray_token(context, namespace, secret) if secret else None
+    with kube.port_forward(context, namespace, service, local_port) as url:
+        try:
+            yield ray_jobs.client(url, token)
+        except RuntimeError as error:  # the job SDK's answer to an unknown job id, a refused call
+            raise OpsError(f"Ray: {str(error).strip().splitlines()[-1]}") from None
+
+
+PORT_OPTION = typer.Option(help="local port of the tunnel")
+
+
+@app.command()
+def jobs(ctx: typer.Context, local_port: Annotated[int, PORT_OPTION] = kube.DASHBOARD_PORT) -> None:
+    """Every Ray job on the cluster, newest first: id, state, training run, start and duration."""
+    with _ray_jobs(ctx, local_port) as client:
+        found = ray_jobs.rows(client.list_jobs())
+    table = Table("job", "state", "run", "started", "duration", title="Ray jobs", title_justify="left")
+    for job in found:
+        table.add_row(job.job_id, coloured(job.state), job.run_name, job.started, job.duration)
+    console.print(table if found else "no Ray jobs on the cluster")
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str | None, typer.Argument(help="default: the newest running job")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep streaming until the job ends")] = False,
+    local_port: Annotated[int, PORT_OPTION] = kube.DASHBOARD_PORT,
+) -> None:
+    """A job's logs from its start; --follow re-attaches to a running job and exits 1 unless it succeeds."""
+    with _ray_jobs(ctx, local_port) as client:
+        job_id = job_id or ray_jobs.latest_running(ray_jobs.rows(client.list_jobs()))
+        if not follow:
+            print(client.get_job_logs(job_id), end="")
+            return
+        final = ray_jobs.follow(client, job_id, lambda text: print(text, end="", flush=True))
+    console.print(f"job {job_id}: {coloured(final)}")
+    if final != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="the job (`ops jobs` lists them)")],
+    local_port: Annotated[int, PORT_OPTION] = kube.DASHBOARD_PORT,
+) -> None:
+    """Stop a job (its checkpoints stay: submitting the same run again resumes from the latest)."""
+    with _ray_jobs(ctx, local_port) as client:
+        stopped = client.stop_job(job_id)
+    console.print(f"job {job_id}: {'stopping' if stopped else 'already ended'}")
+
+
 def _ray_names(deployment: Deployment) -> tuple[str, str]:
     if not (deployment.ray_namespace and deployment.ray_head_service):
         raise OpsError(
@@ -296,3 +347,9 @@ def main() -> None:
     except OpsError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        # An AWS call outside aws.aws_errors: still one line, never a traceback.
+        print(f"error: AWS: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

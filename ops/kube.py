@@ -6,6 +6,7 @@ import selectors
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from .outputs import Deployment
 from .tools import OpsError, kubectl_json, run_tool, start_tool
@@ -28,15 +29,34 @@ def use_cluster(deployment: Deployment) -> str:
     return deployment.eks_cluster
 
 
-def node_health(context: str) -> dict[str, str]:
-    """Instance id -> HyperPod's health label on its node (nodes are named hyperpod-<instance id>)."""
-    nodes = kubectl_json(context, "get", "nodes")["items"]
-    return {
-        node["metadata"]["name"].removeprefix("hyperpod-"): node["metadata"]
-        .get("labels", {})
-        .get(HEALTH_LABEL, "-")
-        for node in nodes
-    }
+# NVIDIA GPU feature discovery's driver labels: the current names, then the older ones it still writes.
+DRIVER_FULL = "nvidia.com/cuda.driver-version.full"
+DRIVER_PARTS = ("nvidia.com/cuda.driver.major", "nvidia.com/cuda.driver.minor", "nvidia.com/cuda.driver.rev")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    health: str  # HyperPod's health label, "-" before it labels the node
+    driver: str | None  # NVIDIA driver version from GPU feature discovery's labels; None: not labelled
+
+    def driver_major(self) -> int:
+        return int(self.driver.split(".")[0]) if self.driver and self.driver[0].isdigit() else 0
+
+
+def nodes(context: str) -> dict[str, NodeInfo]:
+    """Kubernetes node name (HyperPod names them hyperpod-<instance id>) -> health and driver version."""
+    found = {}
+    for node in kubectl_json(context, "get", "nodes")["items"]:
+        labels = node["metadata"].get("labels", {})
+        found[node["metadata"]["name"]] = NodeInfo(labels.get(HEALTH_LABEL, "-"), driver_version(labels))
+    return found
+
+
+def driver_version(labels: dict[str, str]) -> str | None:
+    if DRIVER_FULL in labels:
+        return labels[DRIVER_FULL]
+    parts = [labels[key] for key in DRIVER_PARTS if key in labels]
+    return ".".join(parts) if parts else None
 
 
 def ray_cluster(context: str, namespace: str) -> list[dict]:

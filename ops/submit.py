@@ -9,6 +9,8 @@ from pathlib import Path
 from config import AppConfig
 from k8s_charts.ray_job import storage_path, train_args
 
+from .jobs import auth_headers
+
 JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -38,18 +40,15 @@ def build_submission(config: AppConfig, run_name: str | None, extra_args: Sequen
     return Submission(name, shlex.join(args), JOB_DIR)
 
 
-def auth_headers(token: str | None) -> dict[str, str]:
-    """Ray's HTTP token auth: the dashboard and job API accept `Authorization: Bearer <token>`."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def submit(address: str, token: str | None, submission: Submission) -> str:
     """Submit and return the job id (Ray uploads the working directory first)."""
     from ray.job_submission import JobSubmissionClient  # noqa: PLC0415 (heavy, and only submit needs Ray)
 
     client = JobSubmissionClient(address, headers=auth_headers(token))
     return client.submit_job(
-        entrypoint=submission.entrypoint, runtime_env={"working_dir": str(submission.working_dir)}
+        entrypoint=submission.entrypoint,
+        runtime_env={"working_dir": str(submission.working_dir)},
+        metadata={"run_name": submission.run_name},  # `ops jobs` shows it
     )
 
 

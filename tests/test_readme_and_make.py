@@ -152,7 +152,7 @@ def test_every_cdk_target_takes_the_config_file(target: str) -> None:
     assert '--config-name "my.yaml"' in commands
 
 
-@pytest.mark.parametrize("target", ["status", "dashboard", "submit"])
+@pytest.mark.parametrize("target", ["status", "dashboard", "submit", "outputs", "jobs", "logs", "stop"])
 def test_every_ops_target_takes_the_config_file(target: str) -> None:
     assert f"-m ops --outputs-file cdk-outputs.json --config my.yaml {target}" in _make_n(
         target, "CONFIG=my.yaml"
@@ -170,3 +170,16 @@ def test_deploy_and_destroy_act_on_the_assembly_they_showed_and_ask_unless_yes()
     # Credentials are checked before anything is synthesized for deploy or destroy.
     preflight = re.search(r"-m ops --outputs-file cdk-outputs.json +preflight", destroy)
     assert preflight and preflight.start() < destroy.index("cdk --no-notices synth")
+
+
+def test_the_job_commands_install_the_pinned_ray_sdk_and_not_the_dev_toolchain(tmp_path) -> None:
+    """`make submit` (and jobs, logs, stop) in a fresh checkout: the job SDK at the job's own Ray pin."""
+    fresh = _make_n("submit", f"VENV={tmp_path / 'venv'}")
+    assert "requirements-dev.txt" not in fresh and "-r jobs/fsdp_ray/requirements.txt" not in fresh
+    install = re.search(r'"ray\[default\]==\$\((.*)\)"', fresh)
+    assert install, fresh
+    version = subprocess.run(
+        ["bash", "-c", install.group(1)], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    pins = (REPO / "jobs/fsdp_ray/requirements.txt").read_text()
+    assert version and re.search(rf"^ray\[[a-z,]+\]=={re.escape(version)}$", pins, re.MULTILINE)

@@ -14,11 +14,25 @@ args = sys.argv[1:]
 name = os.path.basename(sys.argv[0])
 with open(os.environ["FAKE_TOOL_LOG"], "a") as log:
     log.write(json.dumps([name, *args]) + "\\n")
-if "port-forward" in args:
-    print("Forwarding from 127.0.0.1:" + args[-1].split(":")[0] + " -> 8265", flush=True)
-    time.sleep(600)
 answers = json.load(open(os.environ["FAKE_TOOL_ANSWERS"]))
 key = " ".join([name, *args])
+if "port-forward" in args:
+    local, remote = args[-1].split(":")
+    if key in answers:  # what kubectl says when it cannot forward (a Pending pod, ...)
+        print(answers[key], file=sys.stderr)
+        sys.exit(1)
+    if os.environ.get("FAKE_KUBECTL_BIND"):  # listen like kubectl does: a busy port fails as it does there
+        import socket
+        listener = socket.socket()
+        try:
+            listener.bind(("127.0.0.1", int(local)))
+        except OSError as error:
+            print("Unable to listen on port " + local + ": " + str(error), file=sys.stderr)
+            print("error: unable to listen on any of the requested ports: [{{" + local + " " + remote + "}}]",
+                  file=sys.stderr)
+            sys.exit(1)
+    print("Forwarding from 127.0.0.1:" + local + " -> " + remote, flush=True)
+    time.sleep(600)
 if key not in answers:
     print("fake " + name + ": no answer for: " + key, file=sys.stderr)
     sys.exit(1)

@@ -58,12 +58,18 @@ def _ops(
     )  # fmt: skip
 
 
-def test_without_an_outputs_file_the_cli_says_what_writes_it(tmp_path: Path) -> None:
-    done = _ops("--outputs-file", str(tmp_path / "cdk-outputs.json"), "status")
+def test_without_an_outputs_file_or_aws_the_cli_says_what_writes_it(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ops", "--outputs-file", str(tmp_path / "cdk-outputs.json"), "status"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+        env={**clean, "PYTHONPATH": str(REPO), "AWS_CONFIG_FILE": str(tmp_path / "none")},
+    )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"error: {tmp_path / 'cdk-outputs.json'} not found: `make deploy` writes it "
-        "(cdk deploy --outputs-file cdk-outputs.json)"
+        f"error: {tmp_path / 'cdk-outputs.json'} not found (`make deploy` and `make outputs` write it) and "
+        "CloudFormation did not tell: no AWS region: set AWS_REGION, `aws configure set region <region>` "
+        "or env.region"
     )
 
 
@@ -88,7 +94,8 @@ def test_preflight_without_credentials_fails_fast_with_one_line(tmp_path: Path) 
     assert done.returncode == 1
     assert (
         done.stderr.strip()
-        == "error: no AWS credentials: `aws configure`, `aws sso login` or AWS_PROFILE=<profile>"
+        == "error: checking your AWS credentials: no AWS credentials: `aws configure`, `aws sso login` "
+        "or AWS_PROFILE=<profile>"
     )
 
 

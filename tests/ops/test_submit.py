@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from config import load_config
 from ops.cli import app
 from ops.submit import JOB_DIR, auth_headers, build_submission
+from ops.tools import OpsError
 
 RAY = Path(sys.executable).parent / "ray"
 PORTS = {"port": 6392, "dashboard": 8292, "client": 10092, "agent": 52392}
@@ -148,3 +149,62 @@ def test_submit_reads_the_token_and_a_submission_without_it_is_refused(
     client.stop_job(job_id)
     with pytest.raises(Exception, match=r"(?i)auth|401|403"):
         JobSubmissionClient(ray_head).submit_job(entrypoint="echo no token")
+
+
+def _job_args(outputs: Path, config: Path, *args: str) -> list[str]:
+    return [
+        "--outputs-file",
+        str(outputs),
+        "--config",
+        str(config),
+        *args,
+        "--local-port",
+        str(PORTS["dashboard"]),
+    ]
+
+
+def _wait_state(client: JobSubmissionClient, job_id: str, states: set[str], timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := str(client.get_job_status(job_id).value)) not in states:
+        assert time.monotonic() < deadline, f"job {job_id} still {state}"
+        time.sleep(0.5)
+    return state
+
+
+def test_jobs_lists_logs_follows_and_stops_on_a_token_cluster(ray_head, deployed, fake_tools) -> None:
+    outputs, config = deployed
+    fake_tools.answer("aws eks update-kubeconfig --name demo-eks --region us-east-2 --alias demo-eks", "")
+    fake_tools.answer(
+        "kubectl --context demo-eks -n ray get secret ray-cluster-token -o json",
+        {"data": {"auth_token": base64.b64encode(TOKEN.encode()).decode()}},
+    )
+    client = JobSubmissionClient(ray_head, headers=auth_headers(TOKEN))
+    long_job = client.submit_job(
+        entrypoint="python -c \"print('long-started', flush=True); import time; time.sleep(300)\"",
+        metadata={"run_name": "exp-long"},
+    )
+    short_job = client.submit_job(
+        entrypoint="python -c \"import time; print('one', flush=True); time.sleep(4); print('two')\" "
+        "--run-name exp-short"
+    )
+    _wait_state(client, long_job, {"RUNNING"})
+    runner = CliRunner()
+    listed = runner.invoke(app, _job_args(outputs, config, "jobs"), env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "raysubmit_" in line}
+    assert "RUNNING" in rows[long_job] and "exp-long" in rows[long_job]
+    # Follow re-attaches to the running short job and prints its whole log until it ends.
+    followed = runner.invoke(app, _job_args(outputs, config, "logs", short_job, "--follow"))
+    assert followed.exit_code == 0, followed.output
+    assert "one" in followed.output and "two" in followed.output and "SUCCEEDED" in followed.output
+    # Without a job id, `logs` reads the newest running job.
+    _wait_until = time.monotonic() + 30
+    while "long-started" not in (logged := runner.invoke(app, _job_args(outputs, config, "logs"))).output:
+        assert time.monotonic() < _wait_until, logged.output
+        time.sleep(0.5)
+    stopped = runner.invoke(app, _job_args(outputs, config, "stop", long_job))
+    assert stopped.exit_code == 0, stopped.output
+    assert _wait_state(client, long_job, {"STOPPED", "FAILED", "SUCCEEDED"}) == "STOPPED"
+    unknown = runner.invoke(app, _job_args(outputs, config, "logs", "raysubmit_nope"))
+    assert isinstance(unknown.exception, OpsError), unknown.output  # main() prints it as one line
+    assert str(unknown.exception).startswith("Ray: ")
