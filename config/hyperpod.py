@@ -275,13 +275,13 @@ class HyperPodConfig(Section):
                 f"{len(groups)} autoscaled instance groups {names}: a HyperpodNodeClass holds at most "
                 f"{MAX_NODECLASS_GROUPS}"
             )
-        types = [group.instance_type for group in groups]
-        shared = sorted({t for t in types if types.count(t) > 1})
+        types = [group.instance_type for group in self.instance_groups]
+        shared = sorted({g.instance_type for g in groups if types.count(g.instance_type) > 1})
         if shared:
             problems.append(
-                f"autoscaled groups {names} share instance types {shared}: Karpenter chooses a group by "
-                "instance type (the requirement keys HyperPod's provider accepts), so each autoscaled group "
-                "needs its own"
+                f"autoscaled groups {names} share instance types {shared} with another group: pods reach an "
+                "autoscaled group by instance type (the only group-specific key HyperPod's Karpenter knows), "
+                "so each autoscaled group needs a type no other group uses"
             )
         if problems:
             raise ValueError("\n".join(problems))
