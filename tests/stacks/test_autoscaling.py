@@ -17,8 +17,10 @@ import pytest
 import yaml
 
 from config import AppConfig, load_config
+from scripts import summary
 from stacks.app_stacks import AppStacks
 from stacks.components.hyperpod_cluster import cluster_request
+from stacks.manifests import write_manifests
 from tests.k8s.karpenter_scheduling import admission_problems
 from tests.stacks.test_teardown_order import Graph, manifest_of, of_type
 from tests.support import REPO
@@ -340,3 +342,29 @@ def test_a_broken_copy_is_refused(example: Example, breakage: Any, problem: str)
     breakage(pod, pool)
     problems = _admission(example, pod, pool)
     assert any(problem in p for p in problems), problems
+
+
+# --- price ------------------------------------------------------------------------------------------------
+
+
+def test_idle_costs_at_most_a_hundredth_of_the_always_on_default(
+    example: Example, default_app: tuple[AppStacks, Any]
+) -> None:
+    """The summary's figures, read from the synthesized templates and manifests of both apps."""
+    plans = {}
+    for name, (stacks, assembly) in {
+        "example": (example.stacks, example.assembly),
+        "default": default_app,
+    }.items():
+        write_manifests(stacks.all(), Path(assembly.directory))
+        plans[name] = summary.read_plan(Path(assembly.directory))
+    example_plan, default_plan = plans["example"], plans["default"]
+    (workers,) = [g for g in example_plan.instance_groups if g.autoscaled_max]
+    assert (workers.name, workers.count, workers.autoscaled_max) == ("workers", 0, 4)
+    # Busy, the example costs what the default costs all the time (same 4 x ml.p5.48xlarge, same head).
+    assert example_plan.busy_hourly_total == pytest.approx(default_plan.hourly_total, rel=0.01)
+    idle, always_on = example_plan.hourly_total, default_plan.hourly_total
+    print(f"hourly: idle ${idle:.2f}, busy ${example_plan.busy_hourly_total:.2f}, always-on ${always_on:.2f}")
+    assert idle <= always_on / 100
+    table = "\n".join(summary.price_table(example_plan))
+    assert "idle (autoscaled 0-4)" in table and "Busy (every autoscaled group at its most nodes)" in table
