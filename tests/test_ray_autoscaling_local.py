@@ -28,6 +28,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -64,7 +65,9 @@ def step(i):
     return ray.get_runtime_context().get_node_id()
 
 nodes = ray.get([step.options(placement_group=group).remote(i) for i in range(%(workers)d)])
-print(json.dumps({"first_step": time.time(), "nodes": sorted(set(nodes))}), flush=True)
+first_step = time.time()
+ray.util.remove_placement_group(group)
+print(json.dumps({"first_step": first_step, "nodes": sorted(set(nodes)), "end": time.time()}), flush=True)
 """
 
 
@@ -74,7 +77,18 @@ def _autoscaling_config(gcs_address: str) -> dict:
         "max_workers": WORKERS,
         "upscaling_speed": 1.0,
         "idle_timeout_minutes": IDLE_TIMEOUT_SECONDS / 60,
-        "provider": {"type": "external", "module": FAKE_PROVIDER, "gcs_address": gcs_address},
+        "provider": {
+            "type": "external",
+            "module": FAKE_PROVIDER,
+            "gcs_address": gcs_address,
+            # As Ray's KubeRay autoscaler config sets them: the pod (here, the fake node) starts Ray itself;
+            # no SSH updaters, no launch-config drift checks, nodes launched in the foreground.
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "foreground_node_launch": True,
+            # Every fake node shares this machine's IP: the autoscaler tells them apart by node id.
+            "use_node_id_as_ip": True,
+        },
         "auth": {"ssh_user": "nobody"},
         "head_node_type": "ray.head.default",
         "available_node_types": {
@@ -100,12 +114,11 @@ def _autoscaling_config(gcs_address: str) -> dict:
     }
 
 
+HEAD_ATTEMPTS = 3  # `ray start` gives its raylet a fixed 30 s to register: a loaded machine can miss it
+
+
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    temp_dir = Path("/tmp/h21-ray") / uuid.uuid4().hex[:8]  # Ray's socket paths must stay short
-    temp_dir.mkdir(parents=True)
-    config = temp_dir / "autoscaling.json"
-    config.write_text(json.dumps(_autoscaling_config(f"127.0.0.1:{PORTS['--port']}")))
     env = {
         **os.environ,
         "RAY_FAKE_CLUSTER": "1",
@@ -116,17 +129,35 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # default (30 s) is not always enough for the head and each fake worker node.
         "RAY_agent_register_timeout_ms": "180000",
     }
+    for attempt in range(1, HEAD_ATTEMPTS + 1):
+        temp_dir = Path("/tmp/h21-ray") / uuid.uuid4().hex[:8]  # Ray's socket paths must stay short
+        process, log = _start_head(temp_dir, env)
+        try:
+            _wait(lambda: _alive_workers() == 0 and _head_alive(), process, temp_dir, "the head")
+        except pytest.fail.Exception:
+            _end_group(process)
+            log.close()
+            if attempt == HEAD_ATTEMPTS:
+                raise
+            continue
+        try:
+            yield temp_dir
+        finally:
+            _end_group(process)
+            log.close()
+        return
+
+
+def _start_head(temp_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, TextIO]:
+    temp_dir.mkdir(parents=True)
+    config = temp_dir / "autoscaling.json"
+    config.write_text(json.dumps(_autoscaling_config(f"127.0.0.1:{PORTS['--port']}")))
     args = [str(RAY), "start", "--head", "--block", "--num-cpus", "0", "--node-ip-address", "127.0.0.1"]
     args += ["--dashboard-host", "127.0.0.1", "--temp-dir", str(temp_dir), "--disable-usage-stats"]
     args += [f"--autoscaling-config={config}", *(f"{flag}={port}" for flag, port in PORTS.items())]
     log = (temp_dir / "ray-start.log").open("w")
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait(lambda: _alive_workers() == 0 and _head_alive(), process, temp_dir, "the head")
-        yield temp_dir
-    finally:
-        _end_group(process)
-        log.close()
+    return process, log
 
 
 def _get(path: str) -> dict:
@@ -135,21 +166,17 @@ def _get(path: str) -> dict:
 
 
 def _nodes() -> list[dict]:
-    return _get("/nodes?view=summary").get("data", {}).get("summary", [])
+    """GCS's node table through the state API (is_head_node comes from GCS, not guessed from an IP that
+    every fake node shares)."""
+    return _get("/api/v0/nodes?limit=100&detail=false")["data"]["result"]["result"]
 
 
 def _head_alive() -> bool:
-    return any(
-        n.get("raylet", {}).get("isHeadNode") and n["raylet"].get("state") == "ALIVE" for n in _nodes()
-    )
+    return any(node["is_head_node"] and node["state"] == "ALIVE" for node in _nodes())
 
 
 def _alive_workers() -> int:
-    return sum(
-        1
-        for n in _nodes()
-        if not n.get("raylet", {}).get("isHeadNode") and n["raylet"].get("state") == "ALIVE"
-    )
+    return sum(1 for node in _nodes() if not node["is_head_node"] and node["state"] == "ALIVE")
 
 
 def _wait(ready, process: subprocess.Popen, temp_dir: Path, what: str, timeout: float = 180) -> float:
@@ -203,15 +230,20 @@ def test_a_job_scales_workers_up_from_zero_and_idle_workers_go_back_to_zero(head
 
     _wait(finished, None, head, "the job", timeout=300)
     ended = time.time()
+    busy_after_job = _alive_workers()
     logs = _get(f"/api/jobs/{job_id}/logs")["logs"]
     assert status["status"] == "SUCCEEDED", logs[-3000:]
     result = json.loads(next(line for line in logs.splitlines() if line.startswith('{"first_step"')))
     assert len(result["nodes"]) == WORKERS  # the demand became that many worker nodes
-    scale_down = _wait(lambda: _alive_workers() == 0, None, head, "scale-down to zero", timeout=180)
+    assert busy_after_job == WORKERS  # still there when the job ends: they go only once idle
+    _wait(lambda: _alive_workers() == 0, None, head, "scale-down to zero", timeout=180)
+    zero = time.time()  # within 0.5 s of the workers' removal, unless the job's end was noticed late
     figures = {
         "submit_to_first_step_s": round(result["first_step"] - submitted, 1),
-        "job_end_to_zero_workers_s": round(ended - time.time() + scale_down + (time.time() - ended), 1),
+        "job_end_to_zero_workers_s": round(zero - result["end"], 1),
+        "job_end_noticed_after_s": round(ended - result["end"], 1),
         "idle_timeout_s": IDLE_TIMEOUT_SECONDS,
     }
     print("autoscaling figures:", json.dumps(figures))
-    assert figures["job_end_to_zero_workers_s"] >= IDLE_TIMEOUT_SECONDS  # not before the idle timeout
+    # Idle workers go only after the idle timeout (the autoscaler's own clock starts at its next update).
+    assert figures["job_end_to_zero_workers_s"] >= IDLE_TIMEOUT_SECONDS
