@@ -296,10 +296,37 @@ class AppConfig(Section):
                 )
             used.setdefault(group.name, where)
             problems += _size_problems(where, ray_group, group, self.pods_beside(ray_group))
-            if isinstance(ray_group, WorkerGroupConfig) and ray_group.max_replicas > group.count:
+            if isinstance(ray_group, WorkerGroupConfig) and ray_group.max_replicas > group.max_nodes:
                 problems.append(
-                    f"{where}.max_replicas={ray_group.max_replicas} exceeds the {group.count} "
+                    f"{where}.max_replicas={ray_group.max_replicas} exceeds the {group.max_nodes} "
                     f"nodes of instance group {group.name!r} (one Ray worker pod per node)"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _ray_scales_autoscaled_groups(self) -> "AppConfig":
+        """Ray's autoscaler is what asks for nodes of an autoscaled group (pending worker pods), and what lets
+        them go (removing idle pods): a fixed-size Ray group there would pin or starve the nodes."""
+        autoscaled = {group.name for group in self.hyperpod.autoscaled_groups}
+        problems = []
+        for where, ray_group in self._ray_groups():
+            if ray_group.instance_group not in autoscaled:
+                continue
+            on = f"autoscaled instance group {ray_group.instance_group!r}"
+            if isinstance(ray_group, HeadConfig):
+                problems.append(f"{where} runs on {on}: the Ray head needs a fixed group (count >= 1)")
+            elif not self.ray.autoscaling.enabled:
+                problems.append(
+                    f"{where} runs on {on} but ray.autoscaling.enabled is false: its replicas would be fixed "
+                    "and nothing would ask for nodes; set ray.autoscaling.enabled: true"
+                )
+            elif ray_group.replicas or ray_group.min_replicas or not ray_group.max_replicas:
+                problems.append(
+                    f"{where} on {on} is fixed-size (replicas={ray_group.replicas}, min_replicas="
+                    f"{ray_group.min_replicas}, max_replicas={ray_group.max_replicas}): set replicas: 0, "
+                    "min_replicas: 0 and max_replicas >= 1 so that idle nodes can go"
                 )
         if problems:
             raise ValueError("\n".join(problems))

@@ -38,6 +38,9 @@ MAX_NODE_WAIT_MINUTES = 720
 # tarball, so that the check means something if the download host is compromised.
 DEFAULT_HELM_VERSION = "3.17.3"
 DEFAULT_HELM_SHA256 = "ee88b3c851ae6466a3de507f7be73fe94d54cbf2987cbaa3d1a3832ea331f2cd"
+# HyperPod's managed Karpenter (AWS docs, "Create a NodeClass"): a HyperpodNodeClass names at most 10 instance
+# groups; this app puts every autoscaled group into one NodeClass.
+MAX_NODECLASS_GROUPS = 10
 
 
 # SageMaker API limits (botocore sagemaker service-2: ClusterInstanceCount max 6758, ClusterKubernetesLabels
@@ -105,6 +108,49 @@ class InstanceGroupConfig(Section):
         default_factory=dict, description="Kubernetes labels HyperPod puts on the group's nodes."
     )
     taints: tuple[Taint, ...] = Field(default=(), description="Kubernetes taints on the group's nodes.")
+    autoscale_max_count: int | None = Field(
+        default=None,
+        ge=1,
+        description="Opt-in autoscaling: HyperPod's managed Karpenter adds up to this many nodes for pending "
+        "pods and removes them when empty (count must be 0). Null: a fixed group of `count` nodes.",
+    )
+
+    @property
+    def autoscaled(self) -> bool:
+        """Karpenter sizes the group between 0 and autoscale_max_count."""
+        return self.autoscale_max_count is not None
+
+    @property
+    def max_nodes(self) -> int:
+        """The most nodes the group can have: its fixed count, or its autoscaling ceiling."""
+        return self.count if self.autoscale_max_count is None else self.autoscale_max_count
+
+    @model_validator(mode="after")
+    def _autoscaled_group_fits_karpenter(self) -> "InstanceGroupConfig":
+        """What AWS's "Create a NodeClass" page rules out for a group in a HyperpodNodeClass."""
+        if not self.autoscaled:
+            return self
+        where = f"instance group {self.name!r} (autoscale_max_count={self.autoscale_max_count})"
+        problems = []
+        if self.count != 0:
+            problems.append(
+                f"count={self.count} on autoscaled {where}: HyperPod's Karpenter scales an autoscaled group "
+                "from 0 (it would scale any other count down); set count: 0"
+            )
+        if self.deep_health_checks:
+            problems.append(
+                f"deep_health_checks {list(self.deep_health_checks)} on autoscaled {where}: HyperPod "
+                "autoscaling does not support them (60-90 minutes of Pending pods would over-provision); "
+                "remove them"
+            )
+        if self.training_plan_arn:
+            problems.append(
+                f"training_plan_arn on autoscaled {where}: HyperPod autoscaling supports on-demand capacity "
+                "only, not training plans or reserved capacity; remove it or autoscale_max_count"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     _inputs_deploy = model_validator(mode="after")(check_group_inputs)
 
@@ -242,6 +288,46 @@ class HyperPodConfig(Section):
     dependency_chart: DependencyChartConfig = Field(
         default=DependencyChartConfig(), description="The HyperPod dependency Helm chart."
     )
+
+    @property
+    def autoscaled_groups(self) -> tuple[InstanceGroupConfig, ...]:
+        """The groups HyperPod's managed Karpenter sizes (empty: autoscaling is off, the default)."""
+        return tuple(group for group in self.instance_groups if group.autoscaled)
+
+    @model_validator(mode="after")
+    def _autoscaling_prerequisites(self) -> "HyperPodConfig":
+        """Cluster-wide settings AWS's "Autoscaling on SageMaker HyperPod EKS" page requires."""
+        groups = self.autoscaled_groups
+        if not groups:
+            return self
+        names = [group.name for group in groups]
+        problems = []
+        if self.node_provisioning_mode != "Continuous":
+            problems.append(
+                f"node_provisioning_mode={self.node_provisioning_mode} with autoscaled groups {names}: "
+                "HyperPod autoscaling needs Continuous provisioning"
+            )
+        if self.node_recovery != "Automatic":
+            problems.append(
+                f"node_recovery={self.node_recovery} with autoscaled groups {names}: HyperPod autoscaling "
+                "needs Automatic node recovery"
+            )
+        if len(groups) > MAX_NODECLASS_GROUPS:
+            problems.append(
+                f"{len(groups)} autoscaled instance groups {names}: a HyperpodNodeClass holds at most "
+                f"{MAX_NODECLASS_GROUPS}"
+            )
+        types = [group.instance_type for group in self.instance_groups]
+        shared = sorted({g.instance_type for g in groups if types.count(g.instance_type) > 1})
+        if shared:
+            problems.append(
+                f"autoscaled groups {names} share instance types {shared} with another group: pods reach an "
+                "autoscaled group by instance type (the only group-specific key HyperPod's Karpenter knows), "
+                "so each autoscaled group needs a type no other group uses"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _unique_groups(self) -> "HyperPodConfig":

@@ -104,7 +104,7 @@ def _worker(config: AppConfig, image: str, index: int) -> ray.RayClusterSpecWork
         tolerations += (kuberay.Toleration(key=GPU_RESOURCE),)
     pod = kuberay.Pod(
         container=container,
-        node_selector={**node_selector(group), HEALTH_LABEL: SCHEDULABLE},
+        node_selector=worker_node_selector(group),
         volumes=(RAY_TMP, SHARED_MEMORY, _fsx(config)),
         tolerations=tolerations,
     )
@@ -153,6 +153,21 @@ def _network_env(config: AppConfig, group: InstanceGroupConfig, size: PodSize) -
 def node_selector(group: InstanceGroupConfig) -> dict[str, str]:
     # Both labels: the group pins the pod to its nodes even when two groups share an instance type.
     return {INSTANCE_TYPE_LABEL: group.instance_type, INSTANCE_GROUP_LABEL: group.name}
+
+
+def worker_node_selector(group: InstanceGroupConfig) -> dict[str, str]:
+    """Fixed groups: the group's nodes, once HyperPod's health agent calls them Schedulable.
+
+    Autoscaled groups: only the instance type. A pending pod gets a node from Karpenter only if every label
+    it selects is one the HyperPod provider knows before the node exists (instance type, zone, arch: AWS
+    "Create a NodePool"); the group-name and health labels appear only on a running node, so selecting them
+    would leave the pod Pending with no NodeClaim. The instance type still pins the group (config requires
+    an autoscaled group's type to be its own), and a node HyperPod finds unhealthy carries the
+    node-health-status=Unschedulable:NoSchedule taint, which worker pods do not tolerate.
+    """
+    if group.autoscaled:
+        return {INSTANCE_TYPE_LABEL: group.instance_type}
+    return {**node_selector(group), HEALTH_LABEL: SCHEDULABLE}
 
 
 def group_tolerations(group: InstanceGroupConfig) -> tuple[kuberay.Toleration, ...]:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run by path (`python
 import prices
 
 FSX_CSI_DRIVER = "fsx.csi.aws.com"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,18 @@ class InstanceGroup:
     name: str
     instance_type: str
     count: int
+    autoscaled_max: int | None = None  # opt-in autoscaling: Karpenter adds up to this many nodes when busy
 
     @property
     def hourly(self) -> float | None:
         each = prices.instance_hourly(self.instance_type)
         return None if each is None else each * self.count
+
+    @property
+    def busy_extra_hourly(self) -> float | None:
+        """What the autoscaled group adds while every node Ray may ask for runs."""
+        each = prices.instance_hourly(self.instance_type)
+        return None if each is None else each * (self.autoscaled_max or 0)
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,8 @@ class Plan:
 
     def hourly_lines(self) -> list[tuple[str, float | None]]:
         lines: list[tuple[str, float | None]] = [
-            (f"{g.name}: {g.instance_type} x {g.count}", g.hourly) for g in self.instance_groups
+            (f"{g.name}: {g.instance_type} x {g.count}" + _autoscaled(g), g.hourly)
+            for g in self.instance_groups
         ]
         lines += [
             (
@@ -94,6 +103,16 @@ class Plan:
     @property
     def hourly_total(self) -> float:
         return sum(price for _, price in self.hourly_lines() if price is not None)
+
+    @property
+    def busy_hourly_total(self) -> float:
+        """The total while every autoscaled group runs its most nodes (equal to the total without any)."""
+        extra = (g.busy_extra_hourly for g in self.instance_groups if g.autoscaled_max)
+        return self.hourly_total + sum(price for price in extra if price is not None)
+
+
+def _autoscaled(group: InstanceGroup) -> str:
+    return "" if group.autoscaled_max is None else f" idle (autoscaled 0-{group.autoscaled_max})"
 
 
 def stacks(assembly: Path) -> dict[str, dict]:
@@ -122,7 +141,10 @@ def read_plan(assembly: Path) -> Plan:
     return Plan(
         stacks={stack_id: a["properties"].get("stackName", stack_id) for stack_id, a in artifacts.items()},
         region=None if region in (None, "unknown-region") else region,
-        instance_groups=[group for r in resources for group in _instance_groups(r.get("Properties", {}))],
+        instance_groups=_with_autoscaling(
+            [group for r in resources for group in _instance_groups(r.get("Properties", {}))],
+            assembly / "manifests",
+        ),
         file_systems=_static_file_systems(resources) + _dynamic_file_systems(assembly / "manifests"),
         eks_clusters=types["AWS::EKS::Cluster"],
         nat_gateways=types["AWS::EC2::NatGateway"],
@@ -148,6 +170,36 @@ def _instance_groups(properties: Any) -> Iterator[InstanceGroup]:
     elif isinstance(properties, list):
         for item in properties:
             yield from _instance_groups(item)
+
+
+def _manifest_objects(manifests: Path) -> list[dict]:
+    return [o for path in sorted(manifests.glob("*.yaml")) for o in yaml.safe_load_all(path.read_text()) if o]
+
+
+def _with_autoscaling(groups: list[InstanceGroup], manifests: Path) -> list[InstanceGroup]:
+    """Groups at 0 whose instance type a Karpenter NodePool offers, with the most nodes Ray can ask for: the
+    maxReplicas of the worker groups that select that type (one Ray worker pod per node)."""
+    objects = _manifest_objects(manifests) if manifests.is_dir() else []
+    offered = {
+        value
+        for o in objects
+        if o.get("kind") == "NodePool"
+        for requirement in o["spec"]["template"]["spec"].get("requirements", [])
+        if requirement["key"] == INSTANCE_TYPE_LABEL
+        for value in requirement.get("values", [])
+    }
+    most: Counter[str] = Counter()
+    for cluster in (o for o in objects if o.get("kind") == "RayCluster"):
+        for worker in cluster["spec"].get("workerGroupSpecs", []):
+            selected = worker["template"]["spec"].get("nodeSelector", {}).get(INSTANCE_TYPE_LABEL)
+            if selected in offered:
+                most[selected] += int(worker.get("maxReplicas", 0))
+    return [
+        InstanceGroup(g.name, g.instance_type, g.count, most[g.instance_type])
+        if g.count == 0 and g.instance_type in offered
+        else g
+        for g in groups
+    ]
 
 
 def _static_file_systems(resources: list[dict]) -> list[FileSystem]:
@@ -202,10 +254,15 @@ def price_table(plan: Plan) -> list[str]:
     lines += [f"  {label:<58} {_money(price):>12}" for label, price in plan.hourly_lines()]
     unknown = [label for label, price in plan.hourly_lines() if price is None]
     total = plan.hourly_total
+    idle = " while idle" if any(g.autoscaled_max for g in plan.instance_groups) else ""
     lines.append(
-        f"  {'Estimated total' + (' (without the unknown lines)' if unknown else ''):<58} {_money(total):>12}"
-        f"  (~{_money(total * 24)}/day)"
+        f"  {'Estimated total' + idle + (' (without the unknown lines)' if unknown else ''):<58} "
+        f"{_money(total):>12}  (~{_money(total * 24)}/day)"
     )
+    if idle:
+        lines.append(
+            f"  {'Busy (every autoscaled group at its most nodes)':<58} {_money(plan.busy_hourly_total):>12}"
+        )
     where = plan.region or "an environment-agnostic app (region from your AWS profile)"
     note = "" if plan.region == prices.PRICE_REGION else f"; {where} may differ"
     lines.append(f"  On-demand list prices for {prices.PRICE_REGION}, {prices.PRICE_DATE}{note}.")

@@ -4,6 +4,7 @@ Create order (and, reversed, destroy order):
     network -> storage (static FSx; in parallel with EKS)
     network -> eks -> platform (HyperPod dependency chart, CSI driver, KubeRay operator)
                    -> hyperpod (HyperPod cluster) -> ray (claim, RayCluster, RayJob)
+    opt-in autoscaling: hyperpod -> karpenter (HyperpodNodeClass, NodePools) -> ray
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ from config import AppConfig
 from .eks import ClusterAccess, EksStack
 from .gcs_store import GcsStoreStack
 from .hyperpod import HyperPodStack
+from .karpenter import KarpenterStack
 from .network import NetworkStack
 from .observability import ObservabilityStack
 from .platform import PlatformStack
@@ -34,10 +36,11 @@ class AppStacks:
     ray: RayStack
     observability: ObservabilityStack | None = None
     gcs_store: GcsStoreStack | None = None
+    karpenter: KarpenterStack | None = None
 
     def all(self) -> list[cdk.Stack]:
         stacks = [self.network, self.storage, self.eks, self.platform, self.hyperpod, self.ray]
-        stacks += [self.observability, self.gcs_store]
+        stacks += [self.observability, self.gcs_store, self.karpenter]
         return [stack for stack in stacks if stack is not None]
 
 
@@ -122,9 +125,12 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
     ray.add_stack_dependency(platform)
     # Ray pods run on HyperPod nodes: they are stopped (and /fsx unmounted) before the nodes go.
     ray.add_stack_dependency(hyperpod)
+    karpenter = _karpenter(
+        app, config=config, cluster_access=cluster_access, hyperpod=hyperpod, ray=ray, names=name("karpenter")
+    )
     stacks = AppStacks(
         network=network, storage=storage, eks=eks, platform=platform, hyperpod=hyperpod, ray=ray,
-        gcs_store=gcs_store,
+        gcs_store=gcs_store, karpenter=karpenter,
     )  # fmt: skip
     if config.observability.enabled:
         # Needs only EKS: deploys while HyperPod provisions nodes; destroyed before the cluster it watches.
@@ -138,3 +144,25 @@ def build_stacks(app: cdk.App, config: AppConfig) -> AppStacks:
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)
     return stacks
+
+
+def _karpenter(
+    app: cdk.App,
+    *,
+    config: AppConfig,
+    cluster_access: ClusterAccess,
+    hyperpod: HyperPodStack,
+    ray: RayStack,
+    names: dict,
+) -> KarpenterStack | None:
+    """The NodeClass and NodePools of opt-in autoscaling, or None when no group is autoscaled."""
+    if not config.hyperpod.autoscaled_groups:
+        return None
+    karpenter = KarpenterStack(app, "Karpenter", config=config, cluster_access=cluster_access, **names)
+    # Created once the cluster's autoscaling is InService (the HyperPod handler waits for it: the controller
+    # and its CRDs come with it); deleted before the cluster, so Karpenter removes its nodes first.
+    karpenter.add_stack_dependency(hyperpod)
+    # Ray's worker pods are what ask for nodes: on destroy they are gone before the NodePools, so no new node
+    # starts for a pod being deleted; on create the NodePools exist before the first pending worker.
+    ray.add_stack_dependency(karpenter)
+    return karpenter

@@ -25,10 +25,18 @@ LIVE_TOP_FIELDS = ("NodeRecovery", "NodeProvisioningMode")
 SPECIAL_GROUP_FIELDS = {"InstanceGroupName", "InstanceCount", "OnStartDeepHealthChecks", "KubernetesConfig"}
 # Applied by other means (tagging) or not part of the UpdateCluster request body.
 NOT_UPDATED = {"ClusterName", "Tags", "InstanceGroups", "InstanceGroupsToDelete", *CREATE_ONLY_TOP}
+# HyperPod's managed Karpenter (opt-in): compared with the live cluster by autoscaling_update.
+AUTOSCALING_KEYS = {"AutoScaling", "ClusterRole"}
+AUTOSCALING_OFF = {"Mode": "Disable"}
+AUTOSCALING_READY = "InService"
 
 
 class CreateOnlyChangeError(ValueError):
     """The new properties change a field that only a new cluster can take."""
+
+
+class AutoscalingChangeError(ValueError):
+    """Autoscaling is switched on or off, and the handler's UpdateCluster cannot say so."""
 
 
 def create_only_changes(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -76,11 +84,55 @@ def live_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
     live_groups, new_groups = _groups(live), _groups(new)
     found = [f"InstanceGroups[{n}] missing" for n in new_groups if n not in live_groups]
     found += [f"InstanceGroups[{n}] to delete" for n in live_groups if n not in new_groups]
+    sized = karpenter_sizes(new)
     for name, group in new_groups.items():
         if name in live_groups:
-            found += [f"InstanceGroups[{name}].{f}" for f in _group_differences(live_groups[name], group)]
+            differences = _group_differences(live_groups[name], group, sized)
+            found += [f"InstanceGroups[{name}].{f}" for f in differences]
     found += [key for key in LIVE_TOP_FIELDS if key in live and key in new and live[key] != new[key]]
-    return found
+    return found + _autoscaling_differences(live, new)
+
+
+def karpenter_sizes(config: dict[str, Any]) -> bool:
+    """With AutoScaling on, a group requested at 0 belongs to HyperPod's Karpenter: its live count follows
+    the pending pods, so it is neither a difference to wait for nor one to "fix" (that would drain jobs)."""
+    return config.get("AutoScaling", AUTOSCALING_OFF).get("Mode") == "Enable"
+
+
+def _autoscaling_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Autoscaling not yet as requested: its mode, or (when on) its status short of InService, before which
+    HyperPod's Karpenter takes no NodeClass (the next stack applies one)."""
+    if "AutoScaling" not in live:
+        return []  # the answer does not show it (never enabled): compared with old properties on update
+    wanted = new.get("AutoScaling", AUTOSCALING_OFF)["Mode"]
+    current = live["AutoScaling"]
+    if current.get("Mode") != wanted:
+        return ["AutoScaling.Mode"]
+    if wanted == "Enable" and current.get("Status") != AUTOSCALING_READY:
+        return ["AutoScaling.Status"]
+    return []
+
+
+def autoscaling_update(
+    live: dict[str, Any], old: dict[str, Any] | None, new: dict[str, Any]
+) -> dict[str, Any]:
+    """AutoScaling (and, when it turns on, ClusterRole) for UpdateCluster: turning autoscaling on or off on
+    an existing cluster. The live answer decides; the old properties stand in when it does not report it.
+    ClusterRole is sent only with the switch to Enable: the API refuses to change it while autoscaling is
+    on."""
+    wanted = new.get("AutoScaling", AUTOSCALING_OFF)
+    if "AutoScaling" in live:
+        current = live["AutoScaling"].get("Mode")
+    else:
+        current = (old or {}).get("AutoScaling", AUTOSCALING_OFF)["Mode"] if old is not None else None
+    if current is None and wanted == AUTOSCALING_OFF:
+        return {}  # adopting a cluster that never showed autoscaling: nothing to turn off
+    if current == wanted["Mode"]:
+        return {}
+    update: dict[str, Any] = {"AutoScaling": dict(wanted)}
+    if wanted["Mode"] == "Enable" and new.get("ClusterRole"):
+        update["ClusterRole"] = new["ClusterRole"]
+    return update
 
 
 def update_request(
@@ -96,11 +148,12 @@ def update_request(
     request: dict[str, Any] = {}
     live_groups, new_groups = _groups(live), _groups(new)
     old_groups = _groups(old or {})
+    sized = karpenter_sizes(new)
     changed = [
         group
         for name, group in new_groups.items()
         if name not in live_groups
-        or _group_differences(live_groups[name], group)
+        or _group_differences(live_groups[name], group, sized)
         or _unreported(old_groups.get(name, group)) != _unreported(group)
     ]
     if changed:
@@ -108,8 +161,16 @@ def update_request(
     removed = [name for name in live_groups if name not in new_groups]
     if removed:
         request["InstanceGroupsToDelete"] = removed
+    autoscaling = autoscaling_update(live, old, new)
+    if autoscaling and not update_members >= AUTOSCALING_KEYS:
+        raise AutoscalingChangeError(
+            f"Cannot turn HyperPod autoscaling {autoscaling['AutoScaling']['Mode']!r} on cluster "
+            f"{new['ClusterName']!r}: this SDK's UpdateCluster has no AutoScaling/ClusterRole. Update boto3 "
+            "in the handler, or replace the cluster (hyperpod.cluster_name). Nothing was changed."
+        )
+    request |= autoscaling
     unset = []
-    for key in sorted(update_members - NOT_UPDATED):
+    for key in sorted(update_members - NOT_UPDATED - AUTOSCALING_KEYS):
         if key in LIVE_TOP_FIELDS and key in live:
             current = live[key]
         elif old is not None:
@@ -134,10 +195,10 @@ def tag_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[list[d
     return to_add, to_delete
 
 
-def _group_differences(live: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _group_differences(live: dict[str, Any], new: dict[str, Any], karpenter_sized: bool = False) -> list[str]:
     found = []
     # TargetCount is what the service is working towards; CurrentCount lags while instances provision.
-    if _target(live) != new.get("InstanceCount"):
+    if _target(live) != new.get("InstanceCount") and not (karpenter_sized and new.get("InstanceCount") == 0):
         found.append("InstanceCount")
     found += [key for key in LIVE_GROUP_FIELDS if key in live and not _same(live[key], new.get(key))]
     checks = live.get("OnStartDeepHealthChecks")

@@ -17,6 +17,7 @@ from config import HyperPodConfig, InstanceGroupConfig
 from config.hyperpod import Taint
 
 from ..nag import acknowledge, nag_resource
+from .autoscaling_role import AutoscalingClusterRole
 from .lifecycle_scripts import LifecycleScripts
 from .node_wait import NodeWait
 from .polling_provider import PollingProvider
@@ -79,6 +80,10 @@ class HyperPodCluster(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._stack = cdk.Stack.of(self)
+        # Opt-in autoscaling: the role HyperPod's managed Karpenter adds and removes nodes with.
+        self.autoscaling_role = (
+            AutoscalingClusterRole(self, "AutoscalingClusterRole") if config.autoscaled_groups else None
+        )
         request = cluster_request(
             config,
             tags=tags,
@@ -88,8 +93,11 @@ class HyperPodCluster(Construct):
             execution_role_arn=execution_role.role_arn,
             source_s3_uri=lifecycle.source_s3_uri,
             on_create=lifecycle.on_create,
+            cluster_role_arn=self.autoscaling_role.role.role_arn if self.autoscaling_role else None,
         )
         self.handler_role = self._handler_role(config, eks_cluster, eks_cluster_name, execution_role)
+        if self.autoscaling_role:
+            self.autoscaling_role.grant_pass(self.handler_role)
         provider = PollingProvider(
             self,
             "Provider",
@@ -113,6 +121,9 @@ class HyperPodCluster(Construct):
         # drain and deregister with it), the handler's own permissions and the lifecycle scripts in place
         # until the cluster is gone, and make sure they all exist before CreateCluster boots a node.
         dependencies: list[IDependable] = [execution_role, self.handler_role, lifecycle.deployment]
+        if self.autoscaling_role:
+            # Karpenter removes nodes with it until the cluster (and its autoscaling) is gone.
+            dependencies.append(self.autoscaling_role.role)
         for dependency in dependencies:
             self.resource.node.add_dependency(dependency)
         self.cluster_arn = self.resource.get_att_string("ClusterArn")
@@ -245,6 +256,7 @@ def cluster_request(
     execution_role_arn: str,
     source_s3_uri: str,
     on_create: str,
+    cluster_role_arn: str | None = None,
 ) -> dict[str, Any]:
     """The CreateCluster request, member names as botocore's SageMaker model spells them."""
     request: dict[str, Any] = {
@@ -259,9 +271,19 @@ def cluster_request(
     }
     if config.node_provisioning_mode:
         request["NodeProvisioningMode"] = config.node_provisioning_mode
+    if config.autoscaled_groups:
+        request |= autoscaling_request(cluster_role_arn)
     if tags:
         request["Tags"] = [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
     return request
+
+
+def autoscaling_request(cluster_role_arn: str | None) -> dict[str, Any]:
+    """CreateCluster's AutoScaling and ClusterRole for HyperPod's managed Karpenter (AWS docs, "Autoscaling on
+    SageMaker HyperPod EKS"); the groups it sizes are the ones the HyperpodNodeClass names."""
+    if not cluster_role_arn:
+        raise ValueError("autoscaled instance groups need the ClusterRole HyperPod scales them with")
+    return {"AutoScaling": {"Mode": "Enable", "AutoScalerType": "Karpenter"}, "ClusterRole": cluster_role_arn}
 
 
 def _instance_group(
