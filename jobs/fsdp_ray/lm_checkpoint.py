@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
@@ -129,16 +130,22 @@ def validate(directory: str) -> dict[str, Any]:
     return state
 
 
-def export_hf(model: nn.Module, *, architecture: str, tokenizer: str | None, rank: int, write: Any) -> None:
+def export_hf(
+    model: nn.Module, *, architecture: str, tokenizer: str | None, rank: int, write: Any,
+    dtype: torch.dtype = torch.float32,
+) -> None:  # fmt: skip
     """Collective: gathers the full weights to rank 0's CPU, which saves a Hugging Face model directory.
 
-    safetensors weights, config.json (with the unwrapped class name: FSDP2 renames the class) and the
-    tokenizer, written to a local temp dir and handed to `write(local_dir)`, which stores it.
+    safetensors weights in `dtype` (the source checkpoint's: a bf16 model is exported bf16, not as the
+    fp32 master weights), config.json (with the unwrapped class name: FSDP2 renames the class, and the
+    dtype) and the tokenizer, written to a local temp dir and handed to `write(local_dir)`.
     """
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank != 0:
         return
+    full = {k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()}
     with tempfile.TemporaryDirectory(prefix="hf-export-") as out:
+        model.config.dtype = dtype
         model.save_pretrained(out, state_dict=full, safe_serialization=True)
         model.config.architectures = [architecture]
         model.config.save_pretrained(out)
