@@ -145,9 +145,9 @@ def export_hf(
         return
     full = {k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()}
     with tempfile.TemporaryDirectory(prefix="hf-export-") as out:
-        model.config.dtype = dtype
         model.save_pretrained(out, state_dict=full, safe_serialization=True)
         model.config.architectures = [architecture]
+        model.config.dtype = dtype  # after save_pretrained, which writes the live (fp32) model's dtype
         model.config.save_pretrained(out)
         if tokenizer:
             from transformers import AutoTokenizer  # noqa: PLC0415
