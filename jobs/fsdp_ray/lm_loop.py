@@ -162,6 +162,9 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
         progress.update(done, step_time, stall_s=stall)
         meter.step(done, loss, metrics)
     saver.wait()
+    if rt.rank == 0 and batches.stream is not None:
+        stream = batches.stream  # epochs this process reached: a resumed one starts in the saved epoch
+        log(f"training data: {stream.passes} Ray Data pass(es), up to epoch {stream.epoch + 1}")
     if cfg.export and rt.export_to is not None:
         lm_checkpoint.export_hf(model, architecture=architecture, tokenizer=cfg.data.tokenizer, rank=rt.rank,
                                 write=rt.export_to, dtype=lm_model.source_dtype(cfg.model))  # fmt: skip

@@ -291,6 +291,19 @@ def fail_fast_callbacks() -> list[Any]:
     return [FailFast()]
 
 
+def worker_resources(args: argparse.Namespace, cluster_cpus: float) -> dict[str, float]:
+    """One GPU and one CPU per GPU worker. CPU workers with a dataset leave at least one CPU to Ray
+    Data's tokenizing tasks: with every CPU held by a worker (e.g. --num-workers 2 on a 2-core local
+    Ray) those tasks never start and the first batch never comes. A worker then asks for a share of
+    a CPU (scheduling only; the worker is not throttled). GPU nodes have CPUs to spare, and an idle
+    autoscaling cluster shows none yet, so GPU workers are left as they are."""
+    if args.gpus_per_worker:
+        return {"GPU": 1, "CPU": 1}
+    if args.dataset == lm_data.SYNTHETIC or cluster_cpus - args.num_workers >= 1:
+        return {"CPU": 1}
+    return {"CPU": max(0.01, (cluster_cpus - 1) / args.num_workers)}
+
+
 def build_trainer(args: argparse.Namespace, attempt_log: Any) -> Any:
     import ray.data  # noqa: PLC0415
     import ray.train  # noqa: PLC0415
@@ -308,7 +321,7 @@ def build_trainer(args: argparse.Namespace, attempt_log: Any) -> Any:
         scaling_config=ray.train.ScalingConfig(
             num_workers=args.num_workers,
             use_gpu=gpu,
-            resources_per_worker={"GPU": 1, "CPU": 1} if gpu else {"CPU": 1},
+            resources_per_worker=worker_resources(args, ray.cluster_resources().get("CPU", 0.0)),
         ),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         datasets=datasets,
