@@ -178,6 +178,15 @@ def build(spec: DataSpec, *, task: str, seq_len: int) -> dict[str, Any]:
     }
 
 
+def train_rows(spec: DataSpec, *, task: str, datasets: dict[str, Any]) -> int:
+    """Rows one epoch trains on. Classification tokenizes one row per input row, so the raw file is
+    counted (no tokenizer loaded); causal LM packing changes the count, so the packed set is counted
+    (the pipeline runs once on the driver for that)."""
+    if task == "classification":
+        return read(spec.source, config_name=spec.config_name, split=spec.train_split).count()
+    return datasets["train"].count()
+
+
 def steps_per_epoch(rows: int, *, workers: int, batch_size: int) -> int:
     """Optimizer steps in one pass: Ray Train's equal split gives each worker rows // workers rows,
     of which the full batches are trained on (ShardStream drops the partial last one)."""

@@ -139,7 +139,7 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
     progress = Progress(cfg.progress_dir, rt.rank, start)
     batches = BatchIterator(cfg, rt, start, state.get("data"))
     meter = Meter(cfg, rt, flops_token, start)
-    saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group)
+    saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group, pin=cfg.use_gpu)
     evaluation = Evaluation(cfg, rt)
     last_eval: dict[str, float] = {}
     for step in range(start, cfg.max_steps):
@@ -161,7 +161,7 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
             meter.checkpoint(done, stall)
         progress.update(done, step_time, stall_s=stall)
         meter.step(done, loss, metrics)
-    saver.wait()
+    saver.close()
     if rt.rank == 0 and batches.stream is not None:
         stream = batches.stream  # epochs this process reached: a resumed one starts in the saved epoch
         log(f"training data: {stream.passes} Ray Data pass(es), up to epoch {stream.epoch + 1}")

@@ -193,11 +193,11 @@ def check_steps(parser: argparse.ArgumentParser, args: argparse.Namespace, synth
 
 
 def resolve_epochs(args: argparse.Namespace, datasets: dict[str, Any]) -> None:
-    """--epochs in steps: the tokenized training rows counted once on the driver (for causal LM this
-    runs the packing once more), split as Ray Train splits them."""
+    """--epochs in steps: the training rows counted once on the driver (lm_data.train_rows), split
+    as Ray Train splits them."""
     if args.epochs is None:
         return
-    rows = datasets["train"].count()
+    rows = lm_data.train_rows(data_spec(args), task=args.task, datasets=datasets)
     per_epoch = lm_data.steps_per_epoch(rows, workers=args.num_workers, batch_size=args.batch_size)
     if per_epoch < 1:
         raise SystemExit(

@@ -73,7 +73,8 @@ def test_decoder_classifies_by_its_last_real_token_and_resumes_mid_epoch(tmp_pat
     env = job_env(**hf_env(tmp_path / "cache"), **QUIET)
     proc = start_train(args, tmp_path / "first.log", env)
     try:
-        saved = wait_for(lambda: (registered_checkpoint(marks) or 0) >= 12, "a checkpoint in epoch 2")
+        # Long: on two shared cores Ray's start, the row count and the first read take minutes.
+        saved = wait_for(lambda: (registered_checkpoint(marks) or 0) >= 12, "a checkpoint in epoch 2", 900)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:

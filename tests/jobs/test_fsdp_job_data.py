@@ -228,3 +228,30 @@ def test_the_rng_of_a_step_does_not_depend_on_what_ran_before() -> None:
     assert torch.equal(a, torch.rand(3))
     lm_loop.seed_step(0, 5, 0)
     assert not torch.equal(a, torch.rand(3))
+
+
+def test_epochs_and_max_steps_exclude_each_other_and_need_a_dataset(capsys: pytest.CaptureFixture) -> None:
+    import train  # noqa: PLC0415
+
+    with pytest.raises(SystemExit):
+        train.parse_args(["--epochs", "2"])
+    assert "--epochs needs a --dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--epochs", "2", "--max-steps", "5", "--dataset", "x.jsonl", "--tokenizer", "t"])
+    assert "exclude each other" in capsys.readouterr().err
+    assert train.parse_args([]).max_steps == train.DEFAULT_STEPS
+    assert lm_data.steps_per_epoch(8551, workers=2, batch_size=32) == 133  # CoLA's train split
+
+
+def test_cpu_workers_with_a_dataset_leave_a_cpu_to_ray_data() -> None:
+    import train  # noqa: PLC0415
+
+    data = ["--gpus-per-worker", "0", "--num-workers", "2", "--dataset", "x.jsonl", "--tokenizer", "t"]
+    assert train.worker_resources(train.parse_args(data), cluster_cpus=2) == {"CPU": 0.5}
+    assert train.worker_resources(train.parse_args(data), cluster_cpus=3) == {"CPU": 1}
+    synthetic = train.parse_args(["--gpus-per-worker", "0", "--num-workers", "2"])
+    assert train.worker_resources(synthetic, cluster_cpus=2) == {"CPU": 1}
+    assert train.worker_resources(train.parse_args(["--num-workers", "8"]), cluster_cpus=0) == {
+        "GPU": 1,
+        "CPU": 1,
+    }
