@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,13 @@ def classification_args(
     )  # fmt: skip
 
 
+def in_epoch_2(proc: subprocess.Popen, marks: Path) -> bool:
+    """A registered checkpoint at step 12 or later; an error if the driver ended before that."""
+    if proc.poll() is not None:
+        raise AssertionError(f"train.py exited {proc.returncode} before a checkpoint in epoch 2")
+    return (registered_checkpoint(marks) or 0) >= 12
+
+
 def check_against_reference(summary: dict[str, Any], validation: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
 
@@ -74,7 +82,7 @@ def test_decoder_classifies_by_its_last_real_token_and_resumes_mid_epoch(tmp_pat
     proc = start_train(args, tmp_path / "first.log", env)
     try:
         # Long: on two shared cores Ray's start, the row count and the first read take minutes.
-        saved = wait_for(lambda: (registered_checkpoint(marks) or 0) >= 12, "a checkpoint in epoch 2", 900)
+        saved = wait_for(lambda: in_epoch_2(proc, marks), "a checkpoint in epoch 2", 900)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
