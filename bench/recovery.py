@@ -2,7 +2,9 @@
 
 Prints cold start (launch to first step), recovery (kill to first step after the restart), lost steps,
 their ratio, and the checkpoint stall as a share of step time. Targets: recovery <= 1.0x cold start,
-lost steps <= the checkpoint interval. Runs a local Ray on CPU:  python bench/recovery.py
+lost steps <= the checkpoint interval. Both runs join one Ray head this bench starts first (its own
+ports, temp dir and session), so the cold start is of the same kind as the recovery, Ray already up:
+a job submitted to a running cluster, not Ray's own start-up. Runs on CPU:  python bench/recovery.py
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -44,12 +47,44 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def launch(args: argparse.Namespace, work: Path, name: str) -> tuple[subprocess.Popen, Path, float]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_head(work: Path) -> tuple[subprocess.Popen, str]:
+    """`ray start --head --block` in its own session (stopped by killing that session, never `ray stop`,
+    which would stop every Ray on the machine); returns it and its GCS address once it answers."""
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **RAY_AUTH}
+    env.pop("RAY_ADDRESS", None)
+    ray = str(Path(sys.executable).parent / "ray")
+    cmd = [ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=4", "--include-dashboard=false",
+           f"--temp-dir={work / 'ray'}", "--disable-usage-stats"]  # fmt: skip
+    with (work / "head.log").open("wb") as out:
+        head = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [ray, "status", f"--address={address}"], env=env, capture_output=True, check=False
+        )
+        if status.returncode == 0:
+            return head, address
+        time.sleep(1)
+    os.killpg(head.pid, signal.SIGKILL)
+    sys.exit("the Ray head did not start within 180 s")
+
+
+def launch(
+    args: argparse.Namespace, work: Path, name: str, address: str
+) -> tuple[subprocess.Popen, Path, float]:
     marks = work / f"{name}-progress"
     cmd = [sys.executable, "train.py", *MODEL, "--storage-path", str(work / "results"), "--run-name", name,
            "--max-steps", str(args.max_steps), "--checkpoint-every", str(args.checkpoint_every),
            "--progress-dir", str(marks)]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0", **RAY_AUTH}
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0", **RAY_AUTH}
     with (work / f"{name}.log").open("wb") as log:
         started = time.time()
         proc = subprocess.Popen(cmd, cwd=JOB_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -86,27 +121,38 @@ def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="fsdp-bench-") as tmp:
         work = Path(tmp)
-        proc, marks, started = launch(args, work, "clean")
-        clean = finish(proc, work, "clean", args.timeout)
-        ranks = progress(marks)
-        cold = min(f["first_step_at"] for f in ranks) - started
-        step_s = statistics.mean(t for f in ranks for t in f["step_times_s"])
-        ckpt_s = statistics.mean(t for f in ranks for t in f["checkpoint_stalls_s"])
+        head, address = start_head(work)
+        try:
+            measured = measure(args, work, address)
+        finally:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=60)
+    report(args, measured)
 
-        proc, marks, _ = launch(args, work, "killed")
-        killed_at, reached = kill_worker_at(marks, args.kill_at_step, args.timeout)
-        killed = finish(proc, work, "killed", args.timeout)
-        restarted = [f for f in progress(marks) if f["started_at"] > killed_at]
-        recovery = min(f["first_step_at"] for f in restarted) - killed_at
-        resumed = killed["start_steps"][-1]
+
+def measure(args: argparse.Namespace, work: Path, address: str) -> dict[str, Any]:
+    """A clean run (cold start: launch to first step) and a run with rank 1 killed (recovery)."""
+    proc, marks, started = launch(args, work, "clean", address)
+    clean = finish(proc, work, "clean", args.timeout)
+    ranks = progress(marks)
+    cold = min(f["first_step_at"] for f in ranks) - started
+    step_s = statistics.mean(t for f in ranks for t in f["step_times_s"])
+    ckpt_s = statistics.mean(t for f in ranks for t in f["checkpoint_stalls_s"])
+
+    proc, marks, _ = launch(args, work, "killed", address)
+    killed_at, reached = kill_worker_at(marks, args.kill_at_step, args.timeout)
+    killed = finish(proc, work, "killed", args.timeout)
+    restarted = [f for f in progress(marks) if f["started_at"] > killed_at]
+    recovery = min(f["first_step_at"] for f in restarted) - killed_at
+    resumed = killed["start_steps"][-1]
 
     share = ckpt_s / (ckpt_s + args.checkpoint_every * step_s)
-    report(args, {
+    return {
         "cold_start_s": cold, "recovery_s": recovery, "recovery_ratio": recovery / cold,
         "lost_steps": reached - resumed, "checkpoint_every": args.checkpoint_every, "step_time_s": step_s,
         "checkpoint_time_s": ckpt_s, "checkpoint_share": share, "start_steps": killed["start_steps"],
         "clean_final_loss": clean["final_loss"], "killed_final_loss": killed["final_loss"],
-    })  # fmt: skip
+    }  # fmt: skip
 
 
 def report(args: argparse.Namespace, m: dict[str, Any]) -> None:
@@ -117,7 +163,7 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> None:
         m["step_time_s"],
         m["checkpoint_time_s"],
     )
-    print(f"cold start (launch -> first step):      {cold:7.2f} s")
+    print(f"cold start (launch -> first step):      {cold:7.2f} s   (Ray already up, as for a recovery)")
     print(f"recovery (kill -> first step again):    {recovery:7.2f} s")
     print(f"recovery / cold start:                  {recovery / cold:7.2f}x   (target <= 1.0x)")
     print(f"lost steps:                             {lost:7d}     (target <= {args.checkpoint_every})")

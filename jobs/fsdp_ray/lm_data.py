@@ -12,6 +12,7 @@ its own tasks, and Ray Train streams an equal share to every worker (`get_datase
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,10 +77,28 @@ def pack(documents: list[list[int]], seq_len: int, eos: int | None) -> np.ndarra
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(name: str) -> Any:
-    """Once per process: Ray Data reuses its worker processes across tasks."""
+    """Once per process (Ray Data reuses its worker processes across tasks), set up for classification.
+
+    Decoder tokenizers (GPT-2, Llama, Qwen, Mistral) have no pad token: EOS pads, as Hugging Face's own
+    fine-tuning examples do. Padding goes on the right, and the model's `pad_token_id` is set to the
+    same id (lm_model.create), so `*ForSequenceClassification` of a decoder pools from the rightmost
+    non-pad token, the last real one; encoders (BERT) pool from the first token either way.
+    """
     from transformers import AutoTokenizer  # noqa: PLC0415 - only the Ray Data path needs it
 
-    return AutoTokenizer.from_pretrained(name)
+    tok = AutoTokenizer.from_pretrained(name)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def pad_token_id(name: str) -> int:
+    """The id classification pads with: the tokenizer's pad token, else its EOS (see load_tokenizer)."""
+    pad = load_tokenizer(name).pad_token_id
+    if pad is None:
+        raise ValueError(f"tokenizer {name} has neither a pad nor an EOS token to pad classification rows")
+    return int(pad)
 
 
 def tokenize_and_pack(batch: dict[str, np.ndarray], *, tokenizer: str, field: str, seq_len: int) -> dict:
@@ -134,11 +153,10 @@ def read(source: str, *, config_name: str | None, split: str) -> Any:
     return ray.data.from_huggingface(datasets.load_dataset(source, config_name, split=split))
 
 
-def build(spec: DataSpec, *, task: str, seq_len: int, eval_rows: int) -> dict[str, Any]:
+def build(spec: DataSpec, *, task: str, seq_len: int) -> dict[str, Any]:
     """{"train": Dataset, "validation": Dataset (if any)}, tokenized lazily by Ray Data tasks.
 
-    The validation set is cut to `eval_rows` rows here (0: all), so every rank evaluates its whole
-    shard and no worker leaves a streaming split half read.
+    The validation set is kept whole: every row is evaluated exactly once (EvalSet).
     """
     if spec.tokenizer is None:
         raise ValueError("a dataset needs a tokenizer: pass --model or --tokenizer")
@@ -152,42 +170,88 @@ def build(spec: DataSpec, *, task: str, seq_len: int, eval_rows: int) -> dict[st
         kwargs = {"field": spec.text_field, "label_field": spec.label_field}
     else:
         fn, kwargs = tokenize_and_pack, {"field": spec.text_field}
-    out = {
+    return {
         name: ds.map_batches(
             fn, batch_format="numpy", fn_kwargs={"tokenizer": spec.tokenizer, "seq_len": seq_len, **kwargs}
         )
         for name, ds in raw.items()
     }
-    if "validation" in out and eval_rows:
-        out["validation"] = out["validation"].limit(eval_rows)
-    return out
+
+
+def train_rows(spec: DataSpec, *, task: str, datasets: dict[str, Any]) -> int:
+    """Rows one epoch trains on. Classification tokenizes one row per input row, so the raw file is
+    counted (no tokenizer loaded); causal LM packing changes the count, so the packed set is counted
+    (the pipeline runs once on the driver for that)."""
+    if task == "classification":
+        return read(spec.source, config_name=spec.config_name, split=spec.train_split).count()
+    return datasets["train"].count()
+
+
+def steps_per_epoch(rows: int, *, workers: int, batch_size: int) -> int:
+    """Optimizer steps in one pass: Ray Train's equal split gives each worker rows // workers rows,
+    of which the full batches are trained on (ShardStream drops the partial last one)."""
+    return rows // workers // batch_size
 
 
 # --- Ray Data: consuming a shard (workers) ------------------------------------------------------
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Host tensors to the rank's device; pinned host memory makes the copy asynchronous on GPU."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=v.is_pinned()) for k, v in batch.items()}
+
+
+def host_batch(columns: dict[str, np.ndarray], pin: bool) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in columns.items()}
+    return {k: v.pin_memory() for k, v in out.items()} if pin else out
+
+
 class ShardStream:
     """Endless batches from a dataset shard, epoch after epoch, tracking (epoch, batch in epoch).
 
-    Resume re-reads the epoch from its start and discards the batches already trained on, so the
-    step count per epoch is exact; Ray Data's split may deal rows to ranks differently on re-read,
-    so a rank may see, within that epoch, rows another rank had before the restart (see README).
+    No new pipeline per epoch when the shard fits: the first pass keeps its batches in host memory
+    (pinned on GPU) while their size stays within `cache_bytes`, and every later epoch replays them
+    in the same order, with no gap at the boundary. A shard larger than that is streamed again by
+    Ray Data each epoch (the only way Ray Train's split can hand out more than memory holds).
+
+    Resume runs the first pass from its start and skips the batches already trained on, on the host
+    (no device copy); Ray Data's split may deal rows to ranks differently on a re-read, so a rank may
+    see, within that epoch, rows another rank had before the restart (see README).
     """
 
-    def __init__(self, shard: Any, batch_size: int, device: torch.device, epoch: int = 0, index: int = 0):
+    def __init__(
+        self, shard: Any, batch_size: int, device: torch.device, *, epoch: int = 0, index: int = 0,
+        cache_bytes: int = 1 << 30,
+    ) -> None:  # fmt: skip
         self.shard, self.batch_size, self.device = shard, batch_size, device
         self.epoch, self.index = epoch, index
-        self._it = self._epoch_iter(skip=index)
+        self.cache_bytes = cache_bytes
+        self.cache: list[dict[str, torch.Tensor]] | None = None  # complete first pass, once read
+        self.passes = 0  # Ray Data passes started by this process (tests and bench read it)
+        self._it = self._pass()
+        for _ in range(index):
+            next(self._it)
 
-    def _epoch_iter(self, skip: int) -> Iterator[dict[str, torch.Tensor]]:
-        it = iter(
-            self.shard.iter_torch_batches(
-                batch_size=self.batch_size, drop_last=True, dtypes=torch.int64, device=self.device
-            )
-        )
-        for _ in range(skip):
-            next(it)
-        return it
+    def _pass(self) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of host batches: replayed from the cache, or read by Ray Data (filling it)."""
+        if self.cache is not None:
+            yield from self.cache
+            return
+        self.passes += 1
+        kept: list[dict[str, torch.Tensor]] | None = []
+        size = 0
+        pin = self.device.type == "cuda"
+        reader = self.shard.iter_batches(batch_size=self.batch_size, drop_last=True, batch_format="numpy")
+        for columns in reader:
+            batch = host_batch(columns, pin)
+            if kept is not None:
+                size += sum(v.numel() * v.element_size() for v in batch.values())
+                kept = [*kept, batch] if size <= self.cache_bytes else None
+            yield batch
+        if kept:
+            self.cache = kept
 
     def next(self) -> dict[str, torch.Tensor]:
         try:
@@ -196,18 +260,51 @@ class ShardStream:
             if self.index == 0:
                 raise ValueError("the training data gives no full batch per worker") from None
             self.epoch, self.index = self.epoch + 1, 0
-            self._it = self._epoch_iter(skip=0)
+            self._it = self._pass()
             return self.next()
         self.index += 1
-        return batch
+        return to_device(batch, self.device)
 
     def position(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batch": self.index}
 
 
-def eval_batches(shard: Any, batch_size: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    """The whole validation shard; equal shards and drop_last give every rank the same batch count,
-    which FSDP needs (each forward is a collective)."""
-    return iter(
-        shard.iter_torch_batches(batch_size=batch_size, drop_last=True, dtypes=torch.int64, device=device)
-    )
+class EvalSet:
+    """The validation rows, read once per run, each evaluated exactly once across ranks.
+
+    Every rank reads the whole (unsplit) validation set once, in Ray Data's preserved order, and keeps
+    rows rank, rank + world, ...: no row dropped, none twice. Ranks hold at most one row more than
+    another, yet each forward is a collective under FSDP, so all run the same number of batches; the
+    short ones are filled with copies of a real row whose weight is 0 (`valid` marks the real rows).
+    """
+
+    def __init__(self, columns: dict[str, np.ndarray], *, rank: int, world: int, batch_size: int) -> None:
+        self.total = len(next(iter(columns.values()))) if columns else 0
+        if self.total == 0:
+            raise ValueError("the validation set is empty")
+        self.batch_size = batch_size
+        self.mine = {k: v[rank::world] for k, v in columns.items()}
+        self.filler = {k: v[:1] for k, v in columns.items()}
+        most = math.ceil(self.total / world)  # rows of the fullest rank
+        self.n_batches = math.ceil(most / batch_size)
+
+    @classmethod
+    def read(cls, shard: Any, *, rank: int, world: int, batch_size: int) -> EvalSet:
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in shard.iter_batches(batch_size=1024, batch_format="numpy"):
+            for k, v in batch.items():
+                parts.setdefault(k, []).append(np.asarray(v))
+        columns = {k: np.concatenate(v) for k, v in parts.items()}
+        return cls(columns, rank=rank, world=world, batch_size=batch_size)
+
+    def batches(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """(batch, valid) pairs, n_batches of them on every rank; valid is 1 for real rows, 0 for fill."""
+        for i in range(self.n_batches):
+            rows = {k: v[i * self.batch_size : (i + 1) * self.batch_size] for k, v in self.mine.items()}
+            real = len(next(iter(rows.values())))
+            if real < self.batch_size:
+                fill = self.batch_size - real
+                rows = {k: np.concatenate([v, np.repeat(self.filler[k], fill, 0)]) for k, v in rows.items()}
+            valid = torch.zeros(self.batch_size, dtype=torch.bool)
+            valid[:real] = True
+            yield host_batch(rows, pin=False), valid

@@ -24,6 +24,7 @@ import lm_data
 import lm_hooks
 import lm_metrics
 import lm_model
+import numpy as np
 import ray
 import torch
 import torch.distributed as dist
@@ -71,7 +72,7 @@ class LoopConfig:
     max_steps: int
     checkpoint_every: int
     eval_every: int
-    eval_batches: int  # synthetic validation batches per rank (Ray Data: the validation set's size)
+    eval_batches: int  # synthetic validation batches per rank (Ray Data: the whole validation set)
     batch_size: int  # sequences per worker per step
     seq_len: int
     lr: float
@@ -84,6 +85,7 @@ class LoopConfig:
     checkpoint_mode: str  # "async" or "sync"
     log_every_s: float
     export: bool  # consolidated Hugging Face model at the end
+    cache_train_mb: int = 1024  # per worker: a training shard up to this size is replayed from memory
     attempt_log: Any = None  # ActorHandle of AttemptLog (Ray only)
     progress_dir: str | None = None  # tests and bench only (lm_hooks)
     run_progress: Any = None  # ActorHandle of failure_policy.RunProgress (Ray only)
@@ -127,7 +129,7 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
     model = lm_model.shard(
         base, use_gpu=cfg.use_gpu, activation_checkpointing=cfg.model.activation_checkpointing
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     state = restore(
         rt, model=model, optimizer=optimizer, scheduler=scheduler, resume_key=resume_key, group=ckpt_group
@@ -140,16 +142,21 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
     progress = Progress(cfg.progress_dir, rt.rank, start)
     batches = BatchIterator(cfg, rt, start, state.get("data"))
     meter = Meter(cfg, rt, flops_token, start)
-    saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group)
+    saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group, pin=cfg.use_gpu)
+    evaluation = Evaluation(cfg, rt)
+    last_eval: dict[str, float] = {}
     for step in range(start, cfg.max_steps):
         lm_hooks.fail_at(cfg.fail_at_step, step + 1)
         t0 = time.perf_counter()
-        loss, grad_norm = train_step(model, optimizer, scheduler, next(batches), cfg.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]  # the LR this step applies (the scheduler steps inside)
+        seed_step(cfg.seed, step, rt.rank)
+        loss, grad_norm, tokens = train_step(model, optimizer, scheduler, next(batches), cfg.max_grad_norm)
         step_time, done = time.perf_counter() - t0, step + 1
-        metrics = {"step": done, "start_step": start, "loss": loss, "lr": scheduler.get_last_lr()[0]}
-        metrics["grad_norm"] = grad_norm
-        if cfg.eval_every and done % cfg.eval_every == 0:
-            metrics.update(evaluate(model, cfg, rt))
+        metrics = {"step": done, "start_step": start, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+        meter.count_tokens(tokens)
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.max_steps):
+            last_eval = evaluation.run(model)
+            metrics.update(last_eval)
         stall = None
         if rt.save and (done % cfg.checkpoint_every == 0 or done == cfg.max_steps):
             train_state = {"step": done, "loss": loss, "world_size": rt.world, "resume_key": resume_key,
@@ -160,11 +167,31 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
         if rt.rank == 0 and cfg.run_progress is not None:
             cfg.run_progress.reached.remote(done)  # fire and forget: the failure policy's progress mark
         meter.step(done, loss, metrics)
-    saver.wait()
+    saver.close()
+    if rt.rank == 0 and batches.stream is not None:
+        stream = batches.stream  # epochs this process reached: a resumed one starts in the saved epoch
+        log(f"training data: {stream.passes} Ray Data pass(es), up to epoch {stream.epoch + 1}")
     if cfg.export and rt.export_to is not None:
         lm_checkpoint.export_hf(model, architecture=architecture, tokenizer=cfg.data.tokenizer, rank=rt.rank,
-                                write=rt.export_to)  # fmt: skip
-    return {"final_loss": loss, "steps_completed": max(start, cfg.max_steps)}
+                                write=rt.export_to, dtype=lm_model.source_dtype(cfg.model))  # fmt: skip
+    return {"final_loss": loss, "steps_completed": max(start, cfg.max_steps), "eval": last_eval}
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on matrices only; biases and norm weights (1-D) are not decayed, as in
+    BERT's and Hugging Face Trainer's recipes (decaying a LayerNorm gain towards 0 only hurts)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Seeds dropout (and any other torch randomness) from (seed, step, rank) before each step: a
+    resumed run draws the same masks as an uninterrupted one, with no RNG state in the checkpoint, and
+    for any world size the state file was written with."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]))
 
 
 def lr_lambda(cfg: LoopConfig) -> Callable[[int], float]:
@@ -234,8 +261,9 @@ class BatchIterator:
             epoch, samples = (saved["epoch"], saved["samples"]) if saved else (0, 0)
             self.per_step = cfg.batch_size * rt.world
             self.stream = lm_data.ShardStream(
-                shard, cfg.batch_size, rt.device, epoch, samples // self.per_step
-            )
+                shard, cfg.batch_size, rt.device, epoch=epoch, index=samples // self.per_step,
+                cache_bytes=cfg.cache_train_mb << 20,
+            )  # fmt: skip
 
     def __next__(self) -> dict[str, torch.Tensor]:
         self.step += 1
@@ -262,47 +290,109 @@ def forward_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
 
 def train_step(
     model: nn.Module, optimizer: Any, scheduler: Any, batch: dict, max_grad_norm: float
-) -> tuple[float, float]:
-    """One optimizer step; returns the loss averaged over ranks (gloo has no AVG) and the grad norm."""
+) -> tuple[float, float, float]:
+    """One optimizer step; returns the loss averaged over ranks (gloo has no AVG), the grad norm and
+    the real (non-padding) tokens of all ranks, read back to the host in one sync."""
     loss = forward_loss(model, batch).loss
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm or float("inf"))
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    total = loss.detach().float().clone()
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
     norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-    return total.item() / dist.get_world_size(), float(norm)
+    mask = batch.get("attention_mask")
+    tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel(), device=loss.device)
+    world = dist.get_world_size()
+    # The norm is the same on every rank: pre-multiplied by the world size, the sum returns it.
+    totals = torch.stack([loss.detach().float(), norm.detach().float() * world, tokens.float()])
+    dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+    loss_sum, norm_sum, token_sum = totals.tolist()
+    return loss_sum / world, norm_sum / world, token_sum
+
+
+class Evaluation:
+    """The validation set of the run: read on the first evaluation, kept for every later one."""
+
+    def __init__(self, cfg: LoopConfig, rt: Runtime) -> None:
+        self.cfg, self.rt = cfg, rt
+        self.eval_set: lm_data.EvalSet | None = None
+
+    def batches(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]] | None:
+        cfg, rt = self.cfg, self.rt
+        if cfg.data.source == lm_data.SYNTHETIC:
+            source = lm_data.SyntheticBatches(cfg.batch_size, cfg.seq_len, cfg.model.vocab_size, cfg.seed + 1)
+            valid = torch.ones(cfg.batch_size, dtype=torch.bool)
+            return ((source.batch(i, rt.rank), valid) for i in range(cfg.eval_batches))
+        if self.eval_set is None:
+            shard = rt.dataset("validation")
+            if shard is None:
+                return None
+            self.eval_set = lm_data.EvalSet.read(
+                shard, rank=rt.rank, world=rt.world, batch_size=cfg.batch_size
+            )
+        return self.eval_set.batches()
+
+    def run(self, model: nn.Module) -> dict[str, float]:
+        batches = self.batches()
+        if batches is None:
+            return {}
+        labels = self.cfg.model.num_labels if self.cfg.model.task == lm_model.CLASSIFICATION else 0
+        return evaluate(model, batches, self.rt.device, labels)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, cfg: LoopConfig, rt: Runtime) -> dict[str, float]:
-    """Mean validation loss over all ranks' samples, and accuracy for classification."""
-    shard = rt.dataset("validation")
-    if shard is None and cfg.data.source != lm_data.SYNTHETIC:
-        return {}
-    if shard is None:
-        source = lm_data.SyntheticBatches(cfg.batch_size, cfg.seq_len, cfg.model.vocab_size, cfg.seed + 1)
-        batches: Any = (source.batch(i, rt.rank) for i in range(cfg.eval_batches))
-    else:
-        batches = lm_data.eval_batches(shard, cfg.batch_size, rt.device)
+def evaluate(model: nn.Module, batches: Any, device: torch.device, num_labels: int) -> dict[str, float]:
+    """Loss over every real validation row of all ranks; for classification (num_labels > 0) also
+    accuracy and Matthews correlation (GLUE CoLA's metric) from the summed confusion matrix.
+
+    Loss per row is computed from the logits, so fill rows (valid 0) weigh nothing; causal LM loss is
+    the mean over predicted tokens, as the model's own loss. One all-reduce and one host sync per call.
+    """
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=rt.device)  # loss * n, n, correct
-    for host_batch in batches:
-        batch = {k: v.to(rt.device) for k, v in host_batch.items()}
-        out = forward_loss(model, batch)
-        n = batch["input_ids"].shape[0]
-        sums[0] += out.loss.double() * n
-        sums[1] += n
-        if "labels" in batch:
-            sums[2] += (out.logits.argmax(-1) == batch["labels"]).sum()
+    sums = torch.zeros(3 + num_labels * num_labels, dtype=torch.float64, device=device)  # loss, n, rows, conf
+    for host_batch, host_valid in batches:
+        batch, valid = lm_data.to_device(host_batch, device), host_valid.to(device).double()
+        mask = batch.get("attention_mask")
+        logits = model(input_ids=batch["input_ids"], attention_mask=mask).logits.float()
+        sums[2] += valid.sum()
+        if num_labels:
+            target = batch["labels"]
+            sums[0] += (nn.functional.cross_entropy(logits, target, reduction="none").double() * valid).sum()
+            sums[1] += valid.sum()
+            cells = target * num_labels + logits.argmax(-1)
+            sums[3:].index_add_(0, cells, valid)
+        else:
+            target = batch["input_ids"][:, 1:]
+            weight = valid[:, None].expand_as(target)
+            if mask is not None:
+                weight = weight * mask[:, 1:]  # no loss on padding positions
+            losses = nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1), target.flatten(), reduction="none"
+            )
+            sums[0] += (losses.view_as(target).double() * weight).sum()
+            sums[1] += weight.sum()
     model.train()
     dist.all_reduce(sums, op=dist.ReduceOp.SUM)
-    result = {"eval_loss": float(sums[0] / sums[1]) if sums[1] else float("nan")}
-    if cfg.model.task == lm_model.CLASSIFICATION:
-        result["eval_accuracy"] = float(sums[2] / sums[1]) if sums[1] else float("nan")
+    values = sums.tolist()
+    if values[1] == 0:
+        raise ValueError("evaluation saw no validation rows on any rank")
+    result = {"eval_loss": values[0] / values[1], "eval_rows": values[2]}
+    if num_labels:
+        confusion = np.asarray(values[3:]).reshape(num_labels, num_labels)
+        result["eval_accuracy"] = float(np.trace(confusion) / confusion.sum())
+        result["eval_mcc"] = matthews(confusion)
     return result
+
+
+def matthews(confusion: np.ndarray) -> float:
+    """Matthews correlation from a confusion matrix (rows: true label, columns: prediction), the
+    multi-class form (Gorodkin 2004), equal to the binary MCC for two labels; 0 when undefined (all
+    predictions or all labels in one class), as scikit-learn and GLUE report it."""
+    c = np.asarray(confusion, dtype=np.float64)
+    n, correct = c.sum(), np.trace(c)
+    true, pred = c.sum(axis=1), c.sum(axis=0)
+    denominator = math.sqrt((n * n - pred @ pred) * (n * n - true @ true))
+    return float((correct * n - true @ pred) / denominator) if denominator else 0.0
 
 
 class Meter:
@@ -311,7 +401,11 @@ class Meter:
     def __init__(self, cfg: LoopConfig, rt: Runtime, flops_token: float, start: int) -> None:
         self.cfg, self.rt, self.flops_token = cfg, rt, flops_token
         self.mark = (start, time.perf_counter())
+        self.tokens = 0.0  # real (non-padding) tokens of all ranks since the mark
         self.peak = gpu_peak_flops(torch.cuda.get_device_name()) if cfg.use_gpu else None
+
+    def count_tokens(self, tokens: float) -> None:
+        self.tokens += tokens
 
     def step(self, done: int, loss: float, metrics: dict[str, Any]) -> None:
         now = time.perf_counter()
@@ -322,22 +416,25 @@ class Meter:
         ):
             return
         samples_s = steps * self.cfg.batch_size * self.rt.world / elapsed
+        # tokens/s counts real tokens only; padding is shown apart. MFU counts every position the
+        # accelerator computed, padding included: that is the work it did.
+        computed_s, real_s = samples_s * self.cfg.seq_len, self.tokens / elapsed
         line = (
             f"step {done}/{self.cfg.max_steps} loss={loss:.4f} lr={metrics['lr']:.2e} "
             f"grad_norm={metrics['grad_norm']:.3f} samples/s={samples_s:.1f} "
-            f"tokens/s={samples_s * self.cfg.seq_len:.0f}"
+            f"tokens/s={real_s:.0f} padding/s={computed_s - real_s:.0f}"
         )
         mfu = 0.0
         if self.peak:
-            mfu = samples_s * self.cfg.seq_len * self.flops_token / (self.peak * self.rt.world)
+            mfu = computed_s * self.flops_token / (self.peak * self.rt.world)
             line += f" mfu={mfu:.1%}"
         if self.rt.publish is not None:
-            self.rt.publish(samples_s * self.cfg.seq_len, mfu)
-        for key in ("eval_loss", "eval_accuracy"):
+            self.rt.publish(real_s, mfu)
+        for key in ("eval_loss", "eval_accuracy", "eval_mcc"):
             if key in metrics:
                 line += f" {key}={metrics[key]:.4f}"
         log(line)
-        self.mark = (done, now)
+        self.mark, self.tokens = (done, now), 0.0
 
     def checkpoint(self, done: int, stall: float) -> None:
         if self.rt.rank == 0:

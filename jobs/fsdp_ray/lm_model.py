@@ -28,6 +28,9 @@ class ModelSpec:
     task: str = CAUSAL_LM
     pretrained: bool = True  # real weights from `source`; False: its config only, random init (tests)
     num_labels: int = 2
+    # Classification: the tokenizer's pad id (EOS where it has no pad token; lm_data.pad_token_id), so
+    # a decoder's *ForSequenceClassification pools from the last real token of right-padded rows.
+    pad_token_id: int | None = None
     activation_checkpointing: bool = False
     # Built-in model only (source None): a small Llama, so the default run needs no download.
     vocab_size: int = 4096
@@ -73,9 +76,26 @@ def create(spec: ModelSpec, seed: int) -> nn.Module:
         model = auto.from_pretrained(spec.source, config=config, dtype=torch.float32)
     else:
         model = auto.from_config(config, dtype=torch.float32)
-    if spec.task == CLASSIFICATION and model.config.pad_token_id is None:
-        model.config.pad_token_id = 0  # sequence classification finds the last token through the pad id
+    if spec.task == CLASSIFICATION:
+        if spec.pad_token_id is None:
+            raise ValueError("classification needs the tokenizer's pad token id (ModelSpec.pad_token_id)")
+        # Decoders pool from the rightmost token that is not this id (GPT2ForSequenceClassification,
+        # LlamaForSequenceClassification, ...); a config's own default (often 0, or none) would point
+        # into the padding or at a real token.
+        model.config.pad_token_id = spec.pad_token_id
     return model
+
+
+def source_dtype(spec: ModelSpec) -> torch.dtype:
+    """The dtype the source checkpoint is stored in (config `dtype`): the export is written in it, so a
+    bf16 model comes back bf16. fp32 for the built-in model and configs that name none."""
+    if spec.source is None:
+        return torch.float32
+    config = hf_config(spec)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
 def transformer_layers(model: nn.Module) -> list[nn.Module]:
@@ -126,10 +146,23 @@ def flops_per_token(model: nn.Module, seq_len: int) -> float:
     """Training FLOPs per token: 6 per non-embedding parameter plus attention's 12 * layers * width * seq.
 
     The approximation of the PaLM paper (Chowdhery et al. 2022, appendix B), as used for MFU there.
+    Embedding lookups cost no FLOPs, but an LM head tied to the input embedding is a full matmul:
+    `parameters()` lists the shared weight once (as the embedding), so it is added back.
     """
     embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    params = sum(p.numel() for p in model.parameters()) - embedding
+    params = sum(p.numel() for p in model.parameters()) - embedding + tied_head_params(model)
     config = model.config
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 0)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
     return 6.0 * params + 12.0 * layers * width * seq_len
+
+
+def tied_head_params(model: nn.Module) -> int:
+    """Weights of an output layer that shares its tensor with the input embedding (0 when untied)."""
+    get_out = getattr(model, "get_output_embeddings", None)
+    get_in = getattr(model, "get_input_embeddings", None)
+    head = get_out() if get_out else None
+    embed = get_in() if get_in else None
+    if head is None or embed is None or head.weight is not embed.weight:
+        return 0
+    return head.weight.numel()

@@ -54,6 +54,9 @@ def ratio(text: str) -> float:
     return value
 
 
+DEFAULT_STEPS = 200
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     run = p.add_argument_group("run")
@@ -73,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="1: NCCL on one GPU per worker; 0: CPU workers (gloo). Never taken from the cluster",
     )
-    run.add_argument("--max-steps", type=positive_int, default=200, help="total optimizer steps of the run")
+    run.add_argument(
+        "--max-steps", type=positive_int, help=f"total optimizer steps of the run (default {DEFAULT_STEPS})"
+    )
+    run.add_argument(
+        "--epochs", type=positive_int, help="instead of --max-steps: passes over the training data (Ray Data)"
+    )
     run.add_argument("--checkpoint-every", type=positive_int, default=20)
     run.add_argument(
         "--checkpoint-mode",
@@ -139,7 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--eval-every", type=non_negative_int, default=50, help="steps between evaluations; 0: none"
     )
-    data.add_argument("--eval-batches", type=positive_int, default=8, help="validation batches per worker")
+    data.add_argument(
+        "--eval-batches",
+        type=positive_int,
+        default=8,
+        help="synthetic data: validation batches per worker (a dataset's validation set is used whole)",
+    )
+    data.add_argument(
+        "--cache-train-mb",
+        type=positive_int,
+        default=1024,
+        help="per worker: a training shard up to this size is kept in memory after its first pass and "
+        "replayed each epoch; larger ones are streamed again by Ray Data every epoch",
+    )
     opt = p.add_argument_group("optimizer")
     opt.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
     opt.add_argument("--warmup-steps", type=non_negative_int, default=10)
@@ -167,6 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--dataset {args.dataset} needs a tokenizer: pass --model or --tokenizer")
     if args.eval_split and args.eval_data:
         parser.error("--eval-split (Hugging Face datasets) and --eval-data (files) exclude each other")
+    check_steps(parser, args, synthetic)
     if args.launcher == "torchrun" and not synthetic:
         parser.error("--launcher torchrun runs synthetic data only (it is the overhead benchmark's baseline)")
     if "://" not in args.storage_path:
@@ -175,20 +196,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def loop_config(args: argparse.Namespace, attempt_log: Any = None, run_progress: Any = None) -> LoopConfig:
-    model = lm_model.ModelSpec(
-        source=args.model,
-        task=args.task,
-        pretrained=args.init == "pretrained",
-        num_labels=args.num_labels,
-        activation_checkpointing=args.activation_checkpointing,
-        vocab_size=args.vocab_size,
-        hidden_size=args.d_model,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        max_seq_len=args.seq_len,
-    )
-    data = lm_data.DataSpec(
+def check_steps(parser: argparse.ArgumentParser, args: argparse.Namespace, synthetic: bool) -> None:
+    """--max-steps or --epochs, not both; epochs need a dataset (synthetic data has no end)."""
+    if args.epochs is not None and args.max_steps is not None:
+        parser.error("--epochs and --max-steps exclude each other: the run length is one or the other")
+    if args.epochs is not None and synthetic:
+        parser.error("--epochs needs a --dataset: synthetic data has no epochs (use --max-steps)")
+    if args.epochs is None and args.max_steps is None:
+        args.max_steps = DEFAULT_STEPS
+
+
+def resolve_epochs(args: argparse.Namespace, datasets: dict[str, Any]) -> None:
+    """--epochs in steps: the training rows counted once on the driver (lm_data.train_rows), split
+    as Ray Train splits them."""
+    if args.epochs is None:
+        return
+    rows = lm_data.train_rows(data_spec(args), task=args.task, datasets=datasets)
+    per_epoch = lm_data.steps_per_epoch(rows, workers=args.num_workers, batch_size=args.batch_size)
+    if per_epoch < 1:
+        raise SystemExit(
+            f"error: --epochs: {rows} training rows give no full batch of {args.batch_size} on each of "
+            f"{args.num_workers} workers"
+        )
+    args.max_steps = args.epochs * per_epoch
+    print(f"{args.epochs} epochs of {per_epoch} steps ({rows} rows): --max-steps {args.max_steps}",
+          file=sys.stderr)  # fmt: skip
+
+
+def classification_pad_id(args: argparse.Namespace) -> int | None:
+    """The tokenizer's pad id (EOS where none) for the classification model's config; None otherwise."""
+    if args.task != lm_model.CLASSIFICATION:
+        return None
+    return lm_data.pad_token_id(args.tokenizer or args.model)
+
+
+def data_spec(args: argparse.Namespace) -> lm_data.DataSpec:
+    return lm_data.DataSpec(
         source=args.dataset,
         config_name=args.dataset_config,
         train_split=args.train_split,
@@ -199,9 +242,25 @@ def loop_config(args: argparse.Namespace, attempt_log: Any = None, run_progress:
         # "": no tokenizer (preflight.Facts: synthetic data with a model directory that has none).
         tokenizer=args.tokenizer if args.tokenizer is not None else args.model,
     )
+
+
+def loop_config(args: argparse.Namespace, attempt_log: Any = None, run_progress: Any = None) -> LoopConfig:
+    model = lm_model.ModelSpec(
+        source=args.model,
+        task=args.task,
+        pretrained=args.init == "pretrained",
+        num_labels=args.num_labels,
+        pad_token_id=classification_pad_id(args),
+        activation_checkpointing=args.activation_checkpointing,
+        vocab_size=args.vocab_size,
+        hidden_size=args.d_model,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        max_seq_len=args.seq_len,
+    )
     return LoopConfig(
         model=model,
-        data=data,
+        data=data_spec(args),
         max_steps=args.max_steps,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
@@ -217,6 +276,7 @@ def loop_config(args: argparse.Namespace, attempt_log: Any = None, run_progress:
         use_gpu=args.gpus_per_worker > 0,
         checkpoint_mode=args.checkpoint_mode,
         log_every_s=args.log_every_s,
+        cache_train_mb=args.cache_train_mb,
         export=args.export and args.launcher == "ray",
         attempt_log=attempt_log,
         progress_dir=args.progress_dir,
@@ -251,16 +311,29 @@ def resume_mismatch(error: BaseException) -> str | None:
     return None
 
 
+def worker_resources(args: argparse.Namespace, cluster_cpus: float) -> dict[str, float]:
+    """One GPU and one CPU per GPU worker. CPU workers with a dataset leave at least one CPU to Ray
+    Data's tokenizing tasks: with every CPU held by a worker (e.g. --num-workers 2 on a 2-core local
+    Ray) those tasks never start and the first batch never comes. A worker then asks for a share of
+    a CPU (scheduling only; the worker is not throttled). GPU nodes have CPUs to spare, and an idle
+    autoscaling cluster shows none yet, so GPU workers are left as they are."""
+    if args.gpus_per_worker:
+        return {"GPU": 1, "CPU": 1}
+    if args.dataset == lm_data.SYNTHETIC or cluster_cpus - args.num_workers >= 1:
+        return {"CPU": 1}
+    return {"CPU": max(0.01, (cluster_cpus - 1) / args.num_workers)}
+
+
 def build_trainer(args: argparse.Namespace, attempt_log: Any, run_progress: Any = None) -> Any:
     import ray.data  # noqa: PLC0415
     import ray.train  # noqa: PLC0415
     from ray.train.torch import TorchConfig, TorchTrainer  # noqa: PLC0415
 
-    cfg = loop_config(args, attempt_log, run_progress)
     datasets = None
     if args.dataset != lm_data.SYNTHETIC:
-        eval_rows = args.eval_batches * args.batch_size * args.num_workers
-        datasets = lm_data.build(cfg.data, task=args.task, seq_len=args.seq_len, eval_rows=eval_rows)
+        datasets = lm_data.build(data_spec(args), task=args.task, seq_len=args.seq_len)
+        resolve_epochs(args, datasets)
+    cfg = loop_config(args, attempt_log, run_progress)
     gpu = cfg.use_gpu
     callbacks = [failure_policy.progress_callback(run_progress)] if run_progress is not None else []
     return TorchTrainer(
@@ -269,12 +342,17 @@ def build_trainer(args: argparse.Namespace, attempt_log: Any, run_progress: Any 
         scaling_config=ray.train.ScalingConfig(
             num_workers=args.num_workers,
             use_gpu=gpu,
-            resources_per_worker={"GPU": 1, "CPU": 1} if gpu else {"CPU": 1},
+            resources_per_worker=worker_resources(args, ray.cluster_resources().get("CPU", 0.0)),
         ),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         datasets=datasets,
-        # Kept order makes a re-read epoch match the first read, which resume relies on (lm_data).
-        dataset_config=ray.train.DataConfig(execution_options=ray.data.ExecutionOptions(preserve_order=True)),
+        # Kept order makes a re-read epoch match the first read, which resume relies on (lm_data), and
+        # gives every worker the validation rows in one order; validation is not split: each rank
+        # takes its rows of the whole set (lm_data.EvalSet), so none is dropped.
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=["train"],
+            execution_options=ray.data.ExecutionOptions(preserve_order=True),
+        ),
         run_config=ray.train.RunConfig(
             name=args.run_name,
             storage_path=args.storage_path,
@@ -343,6 +421,7 @@ def main_ray(args: argparse.Namespace) -> int:
         "steps_completed": result.return_value["steps_completed"],
         "start_steps": ray.get(attempt_log.starts.remote()),
         "final_loss": result.return_value["final_loss"],
+        "eval": result.return_value.get("eval", {}),
         "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
         "export_path": export,
     }

@@ -222,7 +222,9 @@ def test_gradient_clipping_bounds_the_update(single_rank_group) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     before = [p.full_tensor().clone() for p in model.parameters()]
-    _, norm = lm_loop.train_step(model, opt, sched, lm_data.SyntheticBatches(2, 16, 64, 0).batch(0, 0), 0.01)
+    _, norm, _ = lm_loop.train_step(
+        model, opt, sched, lm_data.SyntheticBatches(2, 16, 64, 0).batch(0, 0), 0.01
+    )
     assert norm > 0.01  # the raw gradient norm is reported, then clipped before the SGD step
     with torch.no_grad():
         moved = torch.sqrt(
