@@ -42,7 +42,8 @@ class RaySupervisorChart(Chart):
     without counting against `backoffLimit`; a supervisor that ends for good (FINAL_EXIT_CODES: bad
     arguments, gave up, a permanent refusal, a driver that rejected its input) fails the Job at once, so a
     broken train.py is not resubmitted `backoffLimit` times over; any other crash (a Python error, an OOM
-    kill, a refused token) is retried up to BACKOFF_LIMIT times. `podFailurePolicy` needs `restartPolicy: Never`.
+    kill, a refused token) is retried up to BACKOFF_LIMIT times. `podFailurePolicy` needs
+    `restartPolicy: Never`.
 
     A Job's pod template is immutable, so the Job's name carries a digest of it: a changed image or argument
     list makes a new Job, and the manifest's prune label deletes the old one. `image_key` is a synth-time
