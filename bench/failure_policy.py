@@ -3,7 +3,7 @@
 The policy costs a step one thing: rank 0 sends its step to the driver's RunProgress actor (fire and
 forget, `failure_policy.py`); decisions happen only after a failure. Inside a Ray task (as rank 0
 runs), this times real optimizer steps of a small Llama from `lm_model` with and without that call,
-in alternating blocks so drift on a shared machine hits both alike, and reports the ratio
+in alternating blocks (ABBA) so drift on a shared machine hits both alike, and reports the ratio
 (with / without; 1.0 = free) and the call's own cost in a tight loop.
 
 Usage:  python bench/failure_policy.py   (about a minute on two cores; prints one JSON line last)
@@ -57,9 +57,14 @@ def timed_steps(run_progress: Any, shape: dict[str, int], blocks: int, steps: in
 
     block(False)  # warm-up: first-step allocations
     without, with_call = [], []
-    for _ in range(blocks):
-        without.append(block(False))
-        with_call.append(block(True))
+    for i in range(blocks):
+        # ABBA order: whichever block runs second in a pair gains from the first's warm caches.
+        if i % 2:
+            with_call.append(block(True))
+            without.append(block(False))
+        else:
+            without.append(block(False))
+            with_call.append(block(True))
     t0 = time.perf_counter()
     calls = 2000
     for i in range(calls):
