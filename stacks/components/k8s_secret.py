@@ -103,18 +103,9 @@ class KubernetesSecretFromSecretsManager(Construct):
         # The handler authenticates through the access entry: it exists before the first call and is
         # removed only after the Secret is deleted.
         self.resource.node.add_dependency(*access)
-        self._acknowledge(role, handler, provider, log_group)
+        self._acknowledge(role, handler, provider)
 
-    def _acknowledge(
-        self, role: iam.Role, handler: lambda_.Function, provider: cr.Provider, log_group: logs.LogGroup
-    ) -> None:
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5",
-            "Log streams of the handler's own log group (<log group arn>:*): Lambda names the streams at run "
-            "time.",
-            nag_resource(self, f"{log_group.log_group_arn}:*"),
-        )
+    def _acknowledge(self, role: iam.Role, handler: lambda_.Function, provider: cr.Provider) -> None:
         acknowledge(
             role,
             "AwsSolutions-IAM5",

@@ -308,7 +308,8 @@ VALID: list[dict] = [
         "hyperpod.dependency_chart.repository": "https://git.example.com:8443/mirror/sagemaker-hyperpod-cli.git"
     },
     {"storage.mount_path": "/mnt/fsx_data-1"},
-    {"storage.storage_class_name": "fsx.sc-1", "storage.claim_name": "a" * 253},
+    # The static PV is <ray.namespace>-<claim_name>: "ray-" + 249 = 253, the Kubernetes maximum.
+    {"storage.storage_class_name": "fsx.sc-1", "storage.claim_name": "a" * 249},
     {"storage.csi_driver_chart_version": "1.17.0-rc.1+build.5"},
     {"kuberay.namespace": "kuberay-system", "ray.namespace": "ray-jobs"},
     {"ray.cluster_name": "r" * 53, "ray.job.name": "j" * 47},
