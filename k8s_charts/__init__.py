@@ -1,7 +1,7 @@
 """cdk8s charts of the Kubernetes objects the ray stack adds to the EKS cluster."""
 
 from .namespace import NamespaceChart
-from .network_policy import RayNetworkPolicyChart
+from .network_policy import MonitoringNetworkPolicyChart, RayNetworkPolicyChart
 from .ray_cluster import RayClusterChart
 from .ray_job import JOB_DIR, RayJobChart
 from .ray_supervisor import RaySupervisorChart
@@ -10,6 +10,7 @@ from .storage import DynamicFileSystem, StaticFileSystem, StorageChart
 __all__ = [
     "JOB_DIR",
     "DynamicFileSystem",
+    "MonitoringNetworkPolicyChart",
     "NamespaceChart",
     "RayClusterChart",
     "RayJobChart",

@@ -15,7 +15,7 @@ from constructs import Construct
 from config import AppConfig
 from config.gcs import ELASTICACHE_PORT
 from config.observability import PROMETHEUS_RELEASE
-from observability.scrape import RAY_METRICS_PORT
+from observability.scrape import DCGM_METRICS_PORT, RAY_METRICS_PORT
 
 from .ray_cluster import HEAD_PORTS
 
@@ -28,6 +28,10 @@ OPERATOR_LABELS = {"app.kubernetes.io/name": "kuberay-operator"}
 PROMETHEUS_LABELS = {"app.kubernetes.io/name": PROMETHEUS_RELEASE}
 DNS_LABELS = {"k8s-app": "kube-dns"}  # CoreDNS as the EKS add-on labels it
 IMDS_CIDR = "169.254.169.254/32"
+GRAFANA_LABELS = {"app.kubernetes.io/name": "grafana"}  # as the grafana chart labels its pods
+DCGM_LABELS = {"app.kubernetes.io/name": "dcgm-exporter"}
+GRAFANA_CONTAINER_PORT = 3000  # the grafana chart's container port (its Service maps 80 to it)
+PROMETHEUS_CONTAINER_PORT = 9090
 
 
 def _port(number: int, protocol: str = "TCP") -> k8s.NetworkPolicyPort:
@@ -135,21 +139,48 @@ class RayNetworkPolicyChart(Chart):
                 egress=rules,
             ),
         )
-        if config.ray.autoscaling.enabled:
-            # The autoscaler sidecar patches the RayCluster through the API server (its private endpoint's
-            # ENIs sit in the VPC); only the head runs it.
-            k8s.KubeNetworkPolicy(
-                self,
-                "head-api-server",
-                metadata=k8s.ObjectMeta(name=f"{cluster}-head-api-server", namespace=namespace),
-                spec=k8s.NetworkPolicySpec(
-                    pod_selector=k8s.LabelSelector(
-                        match_labels={CLUSTER_LABEL: cluster, NODE_TYPE_LABEL: "head"}
-                    ),
-                    policy_types=["Egress"],
-                    egress=[k8s.NetworkPolicyEgressRule(to=[_cidr(vpc_cidr)], ports=[_port(443)])],
-                ),
+        self._head_egress(config, vpc_cidr)
+
+    def _head_egress(self, config: AppConfig, vpc_cidr: str) -> None:
+        """What only the head needs besides: this deployment's Grafana (and in-cluster Prometheus), which
+        the dashboard's backend queries, and the API server, which the autoscaler sidecar patches the
+        RayCluster through (the private endpoint's ENIs sit in the VPC)."""
+        rules = []
+        if config.observability.enabled:
+            monitoring = k8s.LabelSelector(
+                match_labels={NAMESPACE_NAME_LABEL: config.observability.namespace}
             )
+            targets = [(GRAFANA_LABELS, GRAFANA_CONTAINER_PORT)]
+            if config.observability.store == "in_cluster":
+                targets.append((PROMETHEUS_LABELS, PROMETHEUS_CONTAINER_PORT))
+            rules += [
+                k8s.NetworkPolicyEgressRule(
+                    to=[
+                        k8s.NetworkPolicyPeer(
+                            namespace_selector=monitoring, pod_selector=k8s.LabelSelector(match_labels=labels)
+                        )
+                    ],
+                    ports=[_port(port)],
+                )
+                for labels, port in targets
+            ]
+        if config.ray.autoscaling.enabled:
+            rules.append(k8s.NetworkPolicyEgressRule(to=[_cidr(vpc_cidr)], ports=[_port(443)]))
+        if not rules:
+            return
+        cluster = config.ray.cluster_name
+        k8s.KubeNetworkPolicy(
+            self,
+            "head-egress",
+            metadata=k8s.ObjectMeta(name=f"{cluster}-head-egress", namespace=config.ray.namespace),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(
+                    match_labels={CLUSTER_LABEL: cluster, NODE_TYPE_LABEL: "head"}
+                ),
+                policy_types=["Egress"],
+                egress=rules,
+            ),
+        )
 
     def _metrics(self, config: AppConfig, scraper_cidr: str | None) -> None:
         """The collector reads every Ray pod's metrics port: nothing else of Ray is reachable this way."""
@@ -184,6 +215,63 @@ class RayNetworkPolicyChart(Chart):
                             )
                         ],
                     )
+                ],
+            ),
+        )
+
+
+class MonitoringNetworkPolicyChart(Chart):
+    """Ingress in the monitoring namespace: nothing by default; Grafana from the Ray head (the dashboard's
+    backend queries it); the in-cluster Prometheus from Grafana and the Ray head; the DCGM exporter from
+    the collector. `kubectl port-forward` goes through the kubelet, not the pod network: it keeps working.
+    Without these, Grafana's anonymous viewer would proxy AMP queries for any pod of the cluster.
+
+    `scraper_cidr`: the VPC's CIDR, where the AWS managed scraper connects from (store managed).
+    """
+
+    def __init__(
+        self, scope: Construct, id: str, *, config: AppConfig, scraper_cidr: str | None = None
+    ) -> None:
+        super().__init__(scope, id)
+        namespace = config.observability.namespace
+        head = k8s.NetworkPolicyPeer(
+            namespace_selector=k8s.LabelSelector(match_labels={NAMESPACE_NAME_LABEL: config.ray.namespace}),
+            pod_selector=k8s.LabelSelector(
+                match_labels={CLUSTER_LABEL: config.ray.cluster_name, NODE_TYPE_LABEL: "head"}
+            ),
+        )
+        grafana = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=GRAFANA_LABELS))
+        prometheus = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=PROMETHEUS_LABELS))
+        self._ingress("default-deny", namespace, {}, [])
+        self._ingress("grafana", namespace, GRAFANA_LABELS, [([head], GRAFANA_CONTAINER_PORT)])
+        if config.observability.store == "in_cluster":
+            self._ingress(
+                "prometheus", namespace, PROMETHEUS_LABELS, [([grafana, head], PROMETHEUS_CONTAINER_PORT)]
+            )
+            collector = prometheus
+        else:
+            if scraper_cidr is None:
+                raise ValueError("observability.store=managed needs the scraper's CIDR (the VPC's)")
+            collector = _cidr(scraper_cidr)
+        if config.observability.dcgm_exporter:
+            self._ingress("dcgm-exporter", namespace, DCGM_LABELS, [([collector], DCGM_METRICS_PORT)])
+
+    def _ingress(
+        self,
+        name: str,
+        namespace: str,
+        labels: dict[str, str],
+        rules: list[tuple[list[k8s.NetworkPolicyPeer], int]],
+    ) -> None:
+        k8s.KubeNetworkPolicy(
+            self,
+            name,
+            metadata=k8s.ObjectMeta(name=name, namespace=namespace),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=labels or None),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(from_=peers, ports=[_port(port)]) for peers, port in rules
                 ],
             ),
         )

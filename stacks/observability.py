@@ -15,6 +15,7 @@ from constructs import Construct
 from config import AppConfig
 from config.observability import GRAFANA_RELEASE, PROMETHEUS_RELEASE
 from k8s_charts.namespace import NamespaceChart, namespace_pod_security
+from k8s_charts.network_policy import MonitoringNetworkPolicyChart
 from observability import helm_values
 from observability.scrape import scrape_yaml
 
@@ -57,6 +58,16 @@ class ObservabilityStack(cdk.Stack):
                 enforce=namespace_pod_security(config)[observability.namespace],
             ),
         )
+        policies = self.deployer.apply(
+            "MonitoringNetworkPolicies",
+            MonitoringNetworkPolicyChart(
+                self.deployer.app,
+                "monitoring-network-policy",
+                config=config,
+                scraper_cidr=self.cluster.vpc.vpc_cidr_block,
+            ),
+        )
+        policies.node.add_dependency(self.namespace)
         self.workspace: aps.CfnWorkspace | None = None
         self.scraper: aps.CfnScraper | None = None
         self.grafana_account: eks.ServiceAccount | None = None

@@ -10,7 +10,8 @@ from cdk8s import Testing as Cdk8s
 
 from config import load_config
 from k8s_charts.gcs import GcsStoreChart
-from tests.k8s.scenarios import SCENARIOS, Synth, synth
+from k8s_charts.network_policy import MonitoringNetworkPolicyChart
+from tests.k8s.scenarios import SCENARIOS, SCRAPER_CIDR, Synth, synth
 from tests.support.network_policy import Endpoint, connects
 
 HEAD = Endpoint("ray", {"ray.io/cluster": "ray-cluster", "ray.io/node-type": "head"}, "10.0.64.10")
@@ -78,9 +79,11 @@ def test_default_matrix(synths: dict[str, Synth], case: tuple[Endpoint, Endpoint
 @pytest.mark.parametrize("scenario", ["defaults", "g5_workers", "autoscaling", "job"])
 def test_every_scenario_refuses_imds_and_other_namespaces(synths: dict[str, Synth], scenario: str) -> None:
     policies = policies_of(synths[scenario])
+    assert not connects(policies, WORKER, GRAFANA, 3000)
+    assert not connects(policies, HEAD, GRAFANA, 5555)  # the head: Grafana's port only (dashboard backend)
     for pod in (HEAD, WORKER):
         assert not connects(policies, pod, IMDS, 80)
-        assert not connects(policies, pod, GRAFANA, 3000)
+        assert not connects(policies, pod, OTHER, 8080)
         assert connects(policies, pod, DNS, 53, "UDP")
         assert connects(policies, pod, HUGGING_FACE, 443)
 
@@ -166,3 +169,44 @@ def test_each_rule_can_fail(break_rule, source, target, port, protocol) -> None:
 def test_the_scenarios_named_here_exist() -> None:
     assert {"defaults", "g5_workers", "autoscaling", "job"} <= set(SCENARIOS)
     assert load_config(IN_CLUSTER).gcs_fault_tolerance.in_cluster
+
+
+PROMETHEUS = Endpoint("monitoring", {"app.kubernetes.io/name": "prometheus"}, "10.0.69.20")
+DCGM = Endpoint("monitoring", {"app.kubernetes.io/name": "dcgm-exporter"}, "10.0.69.21")
+SCRAPER = Endpoint(None, {}, "10.0.130.7")  # the managed scraper's ENI, in the VPC
+
+
+def monitoring_policies(context: dict[str, str]) -> list[dict[str, Any]]:
+    config = load_config(context)
+    chart = MonitoringNetworkPolicyChart(Cdk8s.app(), "monitoring", config=config, scraper_cidr=SCRAPER_CIDR)
+    return rules(Cdk8s.synth(chart)) + policies_of(synth(context))
+
+
+def test_monitoring_is_closed_but_to_the_flows_it_needs() -> None:
+    policies = monitoring_policies({})
+    assert connects(policies, HEAD, GRAFANA, 3000)  # the dashboard's backend, through the Ray egress too
+    for source in (WORKER, CLIENT, OTHER, DNS):
+        assert not connects(policies, source, GRAFANA, 3000), source
+    assert connects(policies, SCRAPER, DCGM, 9400)
+    assert not connects(policies, SCRAPER, GRAFANA, 3000)
+    # The scraper has no pod identity: its rule names the VPC range, which pods share (VPC CNI). They reach
+    # the exporter's read-only metrics port, nothing else of the namespace.
+    assert connects(policies, OTHER, DCGM, 9400)
+    assert not connects(policies, OTHER, DCGM, 5555)
+    assert not connects(policies, HEAD, PROMETHEUS, 9090)  # no in-cluster Prometheus: nothing to reach
+
+
+def test_monitoring_with_the_in_cluster_prometheus() -> None:
+    policies = monitoring_policies({"observability.store": "in_cluster"})
+    assert connects(policies, GRAFANA, PROMETHEUS, 9090)
+    assert connects(policies, HEAD, PROMETHEUS, 9090)
+    assert connects(policies, PROMETHEUS, DCGM, 9400)
+    assert connects(policies, PROMETHEUS, WORKER, 8080)
+    assert not connects(policies, SCRAPER, DCGM, 9400)
+    assert not connects(policies, WORKER, PROMETHEUS, 9090)
+    assert not connects(policies, OTHER, PROMETHEUS, 9090)
+
+
+def test_monitoring_default_deny_can_fail() -> None:
+    kept = [p for p in monitoring_policies({}) if p["metadata"]["name"] not in ("default-deny", "grafana")]
+    assert connects(kept, OTHER, GRAFANA, 3000)

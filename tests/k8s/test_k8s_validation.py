@@ -11,9 +11,12 @@ from tests.support.k8s_validation import default_crd_dir, object_problems, valid
 
 # Namespace + PV + PVC (static) or StorageClass + PVC (dynamic) + RayCluster + 3 NetworkPolicies (the third
 # admits the metrics collector; observability is on in every scenario) (+ the supervisor Job or a RayJob).
-# 7 objects, +1 for the job's object, +1 for the autoscaler's egress to the API server (network_policy.py).
+# 7 objects, +1 for the job's object, +1 for the head's egress policy (Grafana with observability on, the
+# API server with autoscaling: k8s_charts/network_policy.py).
 EXPECTED_OBJECTS = {
-    name: 8 + bool(overrides.get("ray.job.enabled")) + bool(overrides.get("ray.autoscaling.enabled"))
+    name: 8
+    + bool(overrides.get("ray.job.enabled"))
+    + (overrides.get("observability.enabled") != "false" or bool(overrides.get("ray.autoscaling.enabled")))
     for name, overrides in SCENARIOS.items()
 }
 EXPECTED_KINDS = {"job": "RayJob", "supervisor": "Job"}

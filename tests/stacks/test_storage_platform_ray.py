@@ -376,7 +376,7 @@ def test_network_policies_are_applied_before_the_ray_cluster(templates):
     (policy_id,) = [k for k in ray if k.startswith("NetworkPolicyManifest")]
     assert policy_id in ray[cluster_id]["DependsOn"]
     policies = json.loads(_joined(ray[policy_id]["Properties"]["Manifest"]))
-    assert [o["kind"] for o in policies] == ["NetworkPolicy"] * 4
+    assert [o["kind"] for o in policies] == ["NetworkPolicy"] * 5
     # The managed scraper's rule names the VPC's own range, from the network stack (a token at synth).
     (metrics,) = [o for o in policies if o["metadata"]["name"].endswith("-metrics")]
     assert metrics["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "TOKEN"}}]
