@@ -124,6 +124,7 @@ class HyperPodCluster(Construct):
                 "NodeWait",
                 cluster=self.resource,
                 cluster_name=config.cluster_name,
+                waits_for=_waits_for(config),
                 handler_dir=HANDLER_DIR,
                 timeout=cdk.Duration.minutes(config.node_wait_minutes),
                 log_retention=log_retention,
@@ -217,6 +218,12 @@ def _handler_statements(
             )
         )
     return statements
+
+
+def _waits_for(config: HyperPodConfig) -> str:
+    """What the node wait waits for: a change to any of it needs a new wait condition."""
+    counts = ",".join(f"{group.name}={group.count}" for group in config.instance_groups)
+    return f"{config.cluster_name}|{counts}|{config.node_wait_minutes}"
 
 
 def _sagemaker_clusters(stack: cdk.Stack) -> str:
