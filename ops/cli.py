@@ -21,6 +21,7 @@ from config import AppConfig, ConfigError, load_config
 from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
 from . import hyperpod, kube
+from . import leftovers as ops_leftovers
 from . import submit as ray_submit
 from .gcs import gcs_status
 from .metrics import gpu_utilization_by_node
@@ -288,6 +289,24 @@ def _ray_names(deployment: Deployment) -> tuple[str, str]:
             "cdk-outputs.json has no Ray stack outputs (RayNamespace, RayHeadService): deploy the Ray stack"
         )
     return deployment.ray_namespace, deployment.ray_head_service
+
+
+@app.command()
+def leftovers(
+    ctx: typer.Context,
+    keep_logs: Annotated[bool, typer.Option(help="keep HyperPod's cluster log group")] = False,
+) -> None:
+    """After destroy: fail if a HyperPod cluster this deployment created still exists (with the command that
+    deletes it); otherwise delete HyperPod's cluster log group, which no stack owns."""
+    config: AppConfig = ctx.obj.config
+    session = boto3.Session(region_name=os.environ.get("AWS_REGION"))
+    found = ops_leftovers.leftover_clusters(session.client("sagemaker"), f"{config.prefix}-hyperpod")
+    if found:
+        raise OpsError(ops_leftovers.advice(found, session.region_name or "<region>"))
+    console.print("no HyperPod cluster of this deployment is left")
+    if not keep_logs:
+        for name in ops_leftovers.delete_cluster_logs(session.client("logs"), config.hyperpod.cluster_name):
+            console.print(f"deleted log group {name}")
 
 
 def main() -> None:

@@ -113,6 +113,11 @@ class HyperPodCluster(Construct):
         # drain and deregister with it), the handler's own permissions and the lifecycle scripts in place
         # until the cluster is gone, and make sure they all exist before CreateCluster boots a node.
         dependencies: list[IDependable] = [execution_role, self.handler_role, lifecycle.deployment]
+        # The bucket's auto-delete resource empties it when deleted: only once the cluster is gone (nodes
+        # read their scripts from it while the cluster still runs).
+        auto_delete = lifecycle.bucket.node.try_find_child("AutoDeleteObjectsCustomResource")
+        if auto_delete is not None:
+            dependencies.append(auto_delete)
         for dependency in dependencies:
             self.resource.node.add_dependency(dependency)
         self.cluster_arn = self.resource.get_att_string("ClusterArn")

@@ -935,3 +935,11 @@ def _as_cloudformation_sends(value: Any) -> Any:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def test_lifecycle_bucket_is_emptied_only_after_the_cluster_is_gone(default: Synthesized) -> None:
+    """CloudFormation deletes the cluster before what it depends on: the bucket's auto-delete resource
+    (which empties it) waits for the cluster's deletion."""
+    auto_delete, _ = default.only("Custom::S3AutoDeleteObjects")
+    cluster, resource = default.only("Custom::HyperPodCluster")
+    assert auto_delete in resource["DependsOn"]
