@@ -941,5 +941,5 @@ def test_lifecycle_bucket_is_emptied_only_after_the_cluster_is_gone(default: Syn
     """CloudFormation deletes the cluster before what it depends on: the bucket's auto-delete resource
     (which empties it) waits for the cluster's deletion."""
     auto_delete, _ = default.only("Custom::S3AutoDeleteObjects")
-    cluster, resource = default.only("Custom::HyperPodCluster")
+    _, resource = default.only("Custom::HyperPodCluster")
     assert auto_delete in resource["DependsOn"]
