@@ -126,6 +126,7 @@ destroy: preflight ## Show what is deleted (FSx and its checkpoints included), a
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	$(SUMMARY) --plan destroy $(if $(YES),--yes)
 	$(CDK) destroy --all --app cdk.out --force
+	$(OPS) leftovers $(if $(KEEP_CLUSTER_LOGS),--keep-logs)
 
 status: deps-ops ## HyperPod nodes and RayCluster pods of the deployed cluster (ARGS=--watch to follow)
 	$(OPS) status $(ARGS)

@@ -281,7 +281,8 @@ class HyperPodConfig(Section):
     )
     node_wait_minutes: int = Field(
         default=MAX_NODE_WAIT_MINUTES,
-        ge=15,
+        # The poller gives up 10 minutes before the wait ends and polls every 5: 20 leaves it two polls.
+        ge=20,
         le=MAX_NODE_WAIT_MINUTES,
         description="How long wait_for_nodes waits (CloudFormation allows at most 12 h).",
     )

@@ -21,6 +21,7 @@ from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 
 from . import aws, kube, plan
 from . import jobs as ray_jobs
+from . import leftovers as ops_leftovers
 from .outputs import Deployment, deployment_from_aws, deployment_of, read_outputs_file, stack_outputs
 from .status import StatusView, coloured, render_status
 from .tools import OpsError
@@ -335,6 +336,27 @@ def _ray_names(deployment: Deployment) -> tuple[str, str]:
             "cdk-outputs.json has no Ray stack outputs (RayNamespace, RayHeadService): deploy the Ray stack"
         )
     return deployment.ray_namespace, deployment.ray_head_service
+
+
+@app.command()
+def leftovers(
+    ctx: typer.Context,
+    keep_logs: Annotated[bool, typer.Option(help="keep HyperPod's cluster log group")] = False,
+) -> None:
+    """After destroy: fail if a HyperPod cluster this deployment created still exists (with the command that
+    deletes it); otherwise delete HyperPod's cluster log group, which no stack owns."""
+    config: AppConfig = ctx.obj.config
+    region = config.env.region
+    with aws.aws_errors("looking for HyperPod clusters left by this deployment"):
+        found = ops_leftovers.leftover_clusters(aws.client("sagemaker", region), f"{config.prefix}-hyperpod")
+    if found:
+        raise OpsError(ops_leftovers.advice(found, aws.session(region).region_name or "<region>"))
+    console.print("no HyperPod cluster of this deployment is left")
+    if not keep_logs:
+        with aws.aws_errors("deleting HyperPod's cluster log group"):
+            logs = aws.client("logs", region)
+            for name in ops_leftovers.delete_cluster_logs(logs, config.hyperpod.cluster_name):
+                console.print(f"deleted log group {name}")
 
 
 def main() -> None:

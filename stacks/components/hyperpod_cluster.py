@@ -124,6 +124,11 @@ class HyperPodCluster(Construct):
         if self.autoscaling_role:
             # Karpenter removes nodes with it until the cluster (and its autoscaling) is gone.
             dependencies.append(self.autoscaling_role.role)
+        # The bucket's auto-delete resource empties it when deleted: only once the cluster is gone (nodes
+        # read their scripts from it while the cluster still runs).
+        auto_delete = lifecycle.bucket.node.try_find_child("AutoDeleteObjectsCustomResource")
+        if auto_delete is not None:
+            dependencies.append(auto_delete)
         for dependency in dependencies:
             self.resource.node.add_dependency(dependency)
         self.cluster_arn = self.resource.get_att_string("ClusterArn")
@@ -135,6 +140,7 @@ class HyperPodCluster(Construct):
                 "NodeWait",
                 cluster=self.resource,
                 cluster_name=config.cluster_name,
+                waits_for=_waits_for(config),
                 handler_dir=HANDLER_DIR,
                 timeout=cdk.Duration.minutes(config.node_wait_minutes),
                 log_retention=log_retention,
@@ -234,6 +240,12 @@ def _handler_statements(
             )
         )
     return statements
+
+
+def _waits_for(config: HyperPodConfig) -> str:
+    """What the node wait waits for: a change to any of it needs a new wait condition."""
+    counts = ",".join(f"{group.name}={group.count}" for group in config.instance_groups)
+    return f"{config.cluster_name}|{counts}|{config.node_wait_minutes}"
 
 
 def _sagemaker_clusters(stack: cdk.Stack) -> str:

@@ -6,6 +6,7 @@ cluster resource completed at InService. Everything is deleted with the stack; t
 schedule after it signals, and signals FAILURE rather than hang when the cluster is gone.
 """
 
+import hashlib
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -19,9 +20,9 @@ from constructs import Construct
 from ..nag import acknowledge, nag_resource
 from .runtime import HANDLER_RUNTIME
 
-# Every 5 minutes: 12 DescribeCluster calls an hour (ListClusterNodes only once, when giving up), cheap next
-# to
-# a 2-hour deep health check, and a deployment learns its nodes are up at most 5 minutes late.
+# Every 5 minutes: 12 DescribeCluster and (once InService) 12 ListClusterNodes calls an hour, one
+# ListClusterEvents when giving up; cheap next to a 2-hour deep health check, and a deployment learns its
+# nodes are up at most 5 minutes late.
 POLL_RATE = cdk.Duration.minutes(5)
 POLLER_TIMEOUT = cdk.Duration.minutes(2)
 # CloudFormation's maximum for AWS::CloudFormation::WaitCondition Timeout.
@@ -38,6 +39,7 @@ class NodeWait(Construct):
         *,
         cluster: cdk.CustomResource,
         cluster_name: str,
+        waits_for: str,
         handler_dir: Path,
         timeout: cdk.Duration,
         log_retention: logs.RetentionDays,
@@ -46,15 +48,22 @@ class NodeWait(Construct):
         seconds = int(timeout.to_seconds())
         if not 0 < seconds <= MAX_WAIT.to_seconds():
             raise ValueError(f"a wait condition times out after 1 s to 12 h, not {seconds} s")
-        handle = cdk.CfnWaitConditionHandle(self, "Handle")
+        # A wait condition is evaluated only when created, and its handle's URL expires: each thing waited for
+        # (cluster name, target counts, wait time: `waits_for`) gets its own handle, condition and enabled
+        # schedule, under a construct id derived from it, so a scale-up deploy waits too and the old
+        # (disabled) rule is replaced rather than re-pointed.
+        wait = Construct(self, f"Wait{hashlib.sha256(waits_for.encode()).hexdigest()[:8]}")
+        handle = cdk.CfnWaitConditionHandle(wait, "Handle")
         self.condition = cdk.CfnWaitCondition(
-            self, "Condition", handle=handle.ref, timeout=str(seconds), count=1
+            wait, "Condition", handle=handle.ref, timeout=str(seconds), count=1
         )
         # The wait starts once the cluster resource is InService; on delete it goes first, at once.
+        handle.node.add_dependency(cluster)
         self.condition.node.add_dependency(cluster)
+        stack = cdk.Stack.of(self)
         self.poller = self._poller(handler_dir, log_retention)
         self.schedule = events.Rule(
-            self,
+            wait,
             "Schedule",
             description=f"Polls HyperPod cluster {cluster_name} until its nodes are up, then disables itself",
             schedule=events.Schedule.rate(POLL_RATE),
@@ -66,6 +75,9 @@ class NodeWait(Construct):
                             "clusterName": cluster_name,
                             "signalUrl": handle.ref,
                             "timeoutSeconds": seconds,
+                            # The deadline counts from the condition's start (DescribeStackResource).
+                            "stackId": stack.stack_id,
+                            "conditionLogicalId": stack.resolve(stack.get_logical_id(self.condition)),
                             # A scheduled event names its rule: the poller disables it after signalling.
                             "ruleArn": events.EventField.from_path("$.resources[0]"),
                         }
@@ -79,7 +91,7 @@ class NodeWait(Construct):
         # A policy of its own, not the role's default one: the function depends on its role's default policy
         # and the rule on the function, so naming the rule there would be a dependency cycle.
         iam.Policy(
-            self,
+            wait,
             "DisableSchedule",
             roles=[self.poller.role],
             statements=[
@@ -93,8 +105,16 @@ class NodeWait(Construct):
         clusters = stack.format_arn(service="sagemaker", resource="cluster", resource_name="*")
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["sagemaker:DescribeCluster", "sagemaker:ListClusterNodes"], resources=[clusters]
+                actions=[
+                    "sagemaker:DescribeCluster",
+                    "sagemaker:ListClusterNodes",
+                    "sagemaker:ListClusterEvents",
+                ],
+                resources=[clusters],
             )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudformation:DescribeStackResource"], resources=[stack.stack_id])
         )
         log_group = logs.LogGroup(
             self, "PollerLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY

@@ -76,13 +76,16 @@ def node_wait(aws_env: None) -> ModuleType:
 @pytest.fixture
 def node_wait_stubs(
     node_wait: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Stubber, Stubber]]:
-    """Validating Stubbers for the poller's SageMaker and EventBridge clients."""
+) -> Iterator[tuple[Stubber, Stubber, Stubber]]:
+    """Validating Stubbers for the poller's SageMaker, EventBridge and CloudFormation clients."""
     sagemaker = boto3.client("sagemaker", region_name=REGION, config=node_wait.CLIENT_CONFIG)
     events = boto3.client("events", region_name=REGION, config=node_wait.CLIENT_CONFIG)
+    cloudformation = boto3.client("cloudformation", region_name=REGION, config=node_wait.CLIENT_CONFIG)
     monkeypatch.setattr(node_wait, "_sagemaker", lambda: sagemaker)
     monkeypatch.setattr(node_wait, "_events", lambda: events)
-    with Stubber(sagemaker) as sagemaker_stub, Stubber(events) as events_stub:
-        yield sagemaker_stub, events_stub
+    monkeypatch.setattr(node_wait, "_cloudformation", lambda: cloudformation)
+    with Stubber(sagemaker) as sagemaker_stub, Stubber(events) as events_stub, Stubber(cloudformation) as cfn:
+        yield sagemaker_stub, events_stub, cfn
         sagemaker_stub.assert_no_pending_responses()
         events_stub.assert_no_pending_responses()
+        cfn.assert_no_pending_responses()

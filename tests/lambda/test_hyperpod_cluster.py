@@ -992,11 +992,12 @@ class _SignalReceiver(BaseHTTPRequestHandler):
     """Stands in for the wait condition's presigned S3 URL: records each PUT."""
 
     received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    answer: ClassVar[int] = 200  # 403: an expired presigned URL; 404: a deleted wait condition
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.headers.get("Content-Type", ""), json.loads(body)))
-        self.send_response(200)
+        self.send_response(self.answer)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -1006,6 +1007,7 @@ class _SignalReceiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def signal_url() -> Any:
     _SignalReceiver.received = []
+    _SignalReceiver.answer = 200
     server = HTTPServer(("127.0.0.1", 0), _SignalReceiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -1016,20 +1018,71 @@ def signal_url() -> Any:
 RULE_ARN = f"arn:aws:events:us-east-1:{ACCOUNT}:rule/HyperPod-NodeWaitSchedule-ABC123"
 
 
+CONDITION = "NodeWaitCondition1a2b3c4dE5F6A7B8"
+
+
 def poll_event(url: str, timeout: int = 43200) -> dict[str, Any]:
-    return {"clusterName": "ray-hp", "signalUrl": url, "timeoutSeconds": timeout, "ruleArn": RULE_ARN}
+    return {
+        "clusterName": "ray-hp",
+        "signalUrl": url,
+        "timeoutSeconds": timeout,
+        "ruleArn": RULE_ARN,
+        "stackId": STACK_ID,
+        "conditionLogicalId": CONDITION,
+    }
 
 
-def test_node_wait_signals_success_once_every_group_is_at_its_count_and_stops(
-    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber], signal_url: str
+def wait_began(cfn: Stubber, ago: timedelta = timedelta(minutes=5)) -> None:
+    """DescribeStackResource: the wait condition entered CREATE_IN_PROGRESS `ago`."""
+    detail = {
+        "LogicalResourceId": CONDITION,
+        "ResourceType": "AWS::CloudFormation::WaitCondition",
+        "LastUpdatedTimestamp": datetime.now(UTC) - ago,
+        "ResourceStatus": "CREATE_IN_PROGRESS",
+    }
+    cfn.add_response(
+        "describe_stack_resource",
+        {"StackResourceDetail": detail},
+        {"StackName": STACK_ID, "LogicalResourceId": CONDITION},
+    )
+
+
+def node(group: str, index: int, status: str, message: str = "") -> dict[str, Any]:
+    return {
+        "InstanceGroupName": group,
+        "InstanceId": f"i-0123456789abcde{index:02d}",
+        "InstanceType": "ml.g5.8xlarge",
+        "LaunchTime": datetime.now(UTC),
+        "InstanceStatus": {"Status": status, **({"Message": message} if message else {})},
+    }
+
+
+def nodes(workers: list[str]) -> dict[str, Any]:
+    return {
+        "ClusterNodeSummaries": [node("head", 0, "Running")]
+        + [node("workers", i + 1, status) for i, status in enumerate(workers)]
+    }
+
+
+DISABLE = {"Name": "HyperPod-NodeWaitSchedule-ABC123"}
+
+
+def test_node_wait_counts_running_nodes_not_current_count_and_stops_after_success(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber, Stubber], signal_url: str
 ) -> None:
-    sagemaker, events = node_wait_stubs
-    sagemaker.add_response("describe_cluster", described("InService", current={"workers": 2}), NAME)
+    sagemaker, events, cfn = node_wait_stubs
+    # CurrentCount says 4/4, but two workers are still in deep health checks: not yet.
+    wait_began(cfn)
+    sagemaker.add_response("describe_cluster", described("InService"), NAME)
+    checking = ["Running", "Running", "DeepHealthCheckInProgress", "DeepHealthCheckInProgress"]
+    sagemaker.add_response("list_cluster_nodes", nodes(checking), NAME)
     assert node_wait.handler(poll_event(signal_url), None)["status"] == "WAITING"
     assert _SignalReceiver.received == []
 
+    wait_began(cfn)
     sagemaker.add_response("describe_cluster", described("InService"), NAME)
-    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    sagemaker.add_response("list_cluster_nodes", nodes(["Running"] * 4), NAME)
+    events.add_response("disable_rule", {}, DISABLE)
     assert node_wait.handler(poll_event(signal_url), None)["status"] == "SUCCESS"
     ((content_type, signal),) = _SignalReceiver.received
     assert content_type == ""  # what the presigned URL was signed with
@@ -1039,14 +1092,16 @@ def test_node_wait_signals_success_once_every_group_is_at_its_count_and_stops(
 
 
 def test_node_wait_fails_with_the_clusters_message_or_when_it_is_gone(
-    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber], signal_url: str
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber, Stubber], signal_url: str
 ) -> None:
-    sagemaker, events = node_wait_stubs
+    sagemaker, events, cfn = node_wait_stubs
+    wait_began(cfn)
     sagemaker.add_response("describe_cluster", described("Failed", failure="Insufficient capacity"), NAME)
-    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    events.add_response("disable_rule", {}, DISABLE)
     node_wait.handler(poll_event(signal_url), None)
+    wait_began(cfn)
     sagemaker.add_client_error("describe_cluster", "ResourceNotFound", "not found", expected_params=NAME)
-    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    events.add_response("disable_rule", {}, DISABLE)
     node_wait.handler(poll_event(signal_url), None)
     reasons = [(s["Status"], s["Reason"]) for _, s in _SignalReceiver.received]
     assert reasons == [
@@ -1055,23 +1110,64 @@ def test_node_wait_fails_with_the_clusters_message_or_when_it_is_gone(
     ]
 
 
-def test_node_wait_gives_up_before_the_wait_condition_with_the_failing_nodes_message(
-    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber], signal_url: str
+def test_node_wait_deadline_counts_from_the_wait_start_not_the_cluster_creation(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber, Stubber], signal_url: str
 ) -> None:
-    sagemaker, events = node_wait_stubs
-    answer = described("InService", current={"workers": 3})
+    """A cluster created 12 h ago (e.g. a scale-up deploy's new wait): a 20-minute wait that began 5 minutes
+    ago is still waiting."""
+    sagemaker, _, cfn = node_wait_stubs
+    wait_began(cfn, timedelta(minutes=5))
+    answer = described("InService")
     answer["CreationTime"] = datetime.now(UTC) - timedelta(hours=12)
     sagemaker.add_response("describe_cluster", answer, NAME)
-    node = {
+    sagemaker.add_response("list_cluster_nodes", nodes(["Running"] * 3 + ["Pending"]), NAME)
+    assert node_wait.handler(poll_event(signal_url, timeout=20 * 60), None)["status"] == "WAITING"
+
+
+def test_node_wait_gives_up_before_the_wait_condition_with_nodes_and_error_events(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber, Stubber], signal_url: str
+) -> None:
+    sagemaker, events, cfn = node_wait_stubs
+    wait_began(cfn, timedelta(hours=12))
+    sagemaker.add_response("describe_cluster", described("InService"), NAME)
+    failing = nodes(["Running"] * 3)
+    failing["ClusterNodeSummaries"].append(
+        node("workers", 9, "Failure", "DCGM level 4 diagnostic failed on GPU 3")
+    )
+    sagemaker.add_response("list_cluster_nodes", failing, NAME)
+    event = {
+        "EventId": "e-1",
+        "ClusterArn": CLUSTER_ARN,
+        "ClusterName": "ray-hp",
         "InstanceGroupName": "workers",
-        "InstanceId": "i-0123456789abcdef0",
-        "InstanceType": "ml.g5.8xlarge",
-        "LaunchTime": datetime.now(UTC),
-        "InstanceStatus": {"Status": "Failure", "Message": "DCGM level 4 diagnostic failed on GPU 3"},
+        "ResourceType": "InstanceGroup",
+        "EventTime": datetime.now(UTC),
+        "EventLevel": "Error",
+        "Description": "Insufficient capacity for ml.g5.8xlarge in us-east-1a",
     }
-    sagemaker.add_response("list_cluster_nodes", {"ClusterNodeSummaries": [node]}, NAME)
-    events.add_response("disable_rule", {}, {"Name": "HyperPod-NodeWaitSchedule-ABC123"})
+    info = {**event, "EventId": "e-2", "EventLevel": "Info", "Description": "scaling"}
+    sagemaker.add_response(
+        "list_cluster_events",
+        {"Events": [event, info]},
+        {**NAME, "SortBy": "EventTime", "SortOrder": "Descending", "MaxResults": 100},
+    )
+    events.add_response("disable_rule", {}, DISABLE)
     assert node_wait.handler(poll_event(signal_url), None)["status"] == "FAILURE"
     ((_, signal),) = _SignalReceiver.received
     assert "workers 3/4" in signal["Reason"]
-    assert "workers/i-0123456789abcdef0: DCGM level 4 diagnostic failed on GPU 3" in signal["Reason"]
+    assert "workers/i-0123456789abcde09: DCGM level 4 diagnostic failed on GPU 3" in signal["Reason"]
+    assert "event workers: Insufficient capacity for ml.g5.8xlarge in us-east-1a" in signal["Reason"]
+    assert "scaling" not in signal["Reason"]
+
+
+@pytest.mark.parametrize("code", [403, 404])
+def test_node_wait_disables_itself_when_the_signal_url_is_gone(
+    node_wait: ModuleType, node_wait_stubs: tuple[Stubber, Stubber, Stubber], signal_url: str, code: int
+) -> None:
+    sagemaker, events, cfn = node_wait_stubs
+    _SignalReceiver.answer = code
+    wait_began(cfn)
+    sagemaker.add_response("describe_cluster", described("InService"), NAME)
+    sagemaker.add_response("list_cluster_nodes", nodes(["Running"] * 4), NAME)
+    events.add_response("disable_rule", {}, DISABLE)
+    assert node_wait.handler(poll_event(signal_url), None)["status"] == "GONE"

@@ -23,8 +23,10 @@ from aws_cdk import assertions, cx_api
 from moto import mock_aws
 
 from config import AppConfig, ConfigError, load_config
-from stacks.components.hyperpod_cluster import cluster_request
+from stacks.components import hyperpod_cluster
+from stacks.components.hyperpod_cluster import HANDLER_DIR, cluster_request
 from stacks.components.lifecycle_scripts import MAX_BUCKET_NAME, SCRIPTS_DIR, bucket_name
+from stacks.components.node_wait import NodeWait
 from stacks.hyperpod import HyperPodStack
 from tests.support.apps import cli_app, cluster_stacks, synth_app
 from tests.support.cfn_lint import cfn_lint
@@ -674,7 +676,10 @@ def test_node_wait_is_a_wait_condition_within_twelve_hours_after_the_cluster(
     assert {
         "Ref": next(k for k, r in resources.items() if r["Type"].endswith("WaitConditionHandle"))
     } in parts
-    assert parts[-1].endswith('"timeoutSeconds":43200,"ruleArn":<resources-0->}')
+    text = "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
+    assert '"timeoutSeconds":43200,' in text and text.endswith('"ruleArn":<resources-0->}')
+    assert f'"conditionLogicalId":"{condition_id}"' in text  # the deadline counts from its start
+    assert '"stackId":"{"Ref": "AWS::StackId"}"' in text
     poller = resources[target["Arn"]["Fn::GetAtt"][0]]["Properties"]
     assert poller["Handler"] == "node_wait.handler"
     disable = [
@@ -686,6 +691,47 @@ def test_node_wait_is_a_wait_condition_within_twelve_hours_after_the_cluster(
     assert disable == [
         [{"Action": "events:DisableRule", "Effect": "Allow", "Resource": {"Fn::GetAtt": [rule_id, "Arn"]}}]
     ]
+
+
+def _node_wait_ids(waits_for: str, minutes: int = 60) -> set[str]:
+    """Logical ids of a NodeWait in a bare stack, waiting for `waits_for`."""
+    stack = cdk.Stack(cdk.App(), "Bare")
+    cluster = cdk.CustomResource(stack, "Cluster", service_token="arn:aws:lambda:us-east-1:1:function:x")
+    NodeWait(
+        stack,
+        "NodeWait",
+        cluster=cluster,
+        cluster_name="ray-hp",
+        waits_for=waits_for,
+        handler_dir=HANDLER_DIR,
+        timeout=cdk.Duration.minutes(minutes),
+        log_retention=cdk.aws_logs.RetentionDays.ONE_WEEK,
+    )
+    resources = assertions.Template.from_stack(stack).to_json()["Resources"]
+    kinds = (
+        "AWS::CloudFormation::WaitCondition",
+        "AWS::CloudFormation::WaitConditionHandle",
+        "AWS::Events::Rule",
+    )
+    return {key for key, r in resources.items() if r["Type"] in kinds}
+
+
+def test_a_new_wait_condition_and_schedule_for_each_thing_waited_for() -> None:
+    """A wait condition is only evaluated when created, and the poller disables its rule: a scale-up, a
+    rename or a new wait time gets a new handle, condition and enabled rule; an unchanged one keeps them."""
+    base = hyperpod_cluster._waits_for(load_config({}).hyperpod)
+    scaled = base.replace("=", "=9", 1)  # one group's target count changed
+    assert _node_wait_ids(base) == _node_wait_ids(base)
+    assert _node_wait_ids(base).isdisjoint(_node_wait_ids(scaled))
+    assert len(_node_wait_ids(base)) == 3
+
+
+def test_what_the_node_wait_waits_for_names_the_cluster_counts_and_minutes() -> None:
+    config = load_config({}).hyperpod
+    text = hyperpod_cluster._waits_for(config)
+    assert text.startswith(f"{config.cluster_name}|")
+    assert all(f"{g.name}={g.count}" in text for g in config.instance_groups)
+    assert text.endswith(f"|{config.node_wait_minutes}")
 
 
 # --- placement, names, chart pin and config checks
@@ -901,3 +947,11 @@ def _as_cloudformation_sends(value: Any) -> Any:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def test_lifecycle_bucket_is_emptied_only_after_the_cluster_is_gone(default: Synthesized) -> None:
+    """CloudFormation deletes the cluster before what it depends on: the bucket's auto-delete resource
+    (which empties it) waits for the cluster's deletion."""
+    auto_delete, _ = default.only("Custom::S3AutoDeleteObjects")
+    _, resource = default.only("Custom::HyperPodCluster")
+    assert auto_delete in resource["DependsOn"]
