@@ -114,6 +114,7 @@ preflight: deps-ops ## Check AWS credentials and region (what deploy/destroy/sta
 # The plan summary.py shows is the approval: the CDK CLI cannot ask per stack while it deploys 4 stacks at a
 # time (with --concurrency > 1 it refuses instead of asking), so it is told not to ask again.
 deploy: preflight ## Show the plan and price, ask, then deploy every stack (CONFIG=my.yaml, YES=1 to skip asking)
+	$(OPS) preflight --deploy
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	$(SUMMARY) --plan deploy $(if $(YES),--yes)
 	$(CDK) deploy --all --app cdk.out --concurrency 4 --require-approval never --outputs-file cdk-outputs.json
