@@ -199,3 +199,12 @@ def test_a_training_plan_group_is_not_priced_at_on_demand_rates() -> None:
     head, workers = summary._instance_groups(properties)
     assert head.hourly == prices.instance_hourly("ml.m5.2xlarge") and not head.training_plan
     assert workers.hourly == 0.0 and "training plan: prepaid" in workers.label
+
+
+def test_the_readme_cost_block_is_what_the_default_config_prints(assembly) -> None:
+    """The README's price table is the summary of the default config's synthesized stacks, line by line."""
+    block = re.search(r"## Cost\n.*?```\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    assert block, "the README lost its cost block"
+    printed = [line.rstrip() for line in summary.price_table(summary.read_plan(Path(assembly.directory)))]
+    table = [line for line in printed if line.startswith("  ") and "$" in line]
+    assert block.group(1).rstrip().splitlines() == table
