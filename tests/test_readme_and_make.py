@@ -208,3 +208,10 @@ def test_the_readme_cost_block_is_what_the_default_config_prints(assembly) -> No
     printed = [line.rstrip() for line in summary.price_table(summary.read_plan(Path(assembly.directory)))]
     table = [line for line in printed if line.startswith("  ") and "$" in line]
     assert block.group(1).rstrip().splitlines() == table
+
+
+@pytest.mark.parametrize("target", ["synth", "deploy", "destroy", "plan"])
+def test_every_synth_starts_without_the_last_synths_manifests(target: str) -> None:
+    commands = _make_n(target).splitlines()
+    synth = next(i for i, line in enumerate(commands) if " synth -q" in line)
+    assert commands[synth - 1] == "rm -rf cdk.out/manifests"

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ops import cli as ops_cli
 from ops import hyperpod, kube
 from ops.cli import app
-from ops.outputs import deployment_from_aws
+from ops.outputs import deployment_from_aws, read_deployment
 from ops.status import StatusView
 from ops.tools import OpsError
 from tests.ops.conftest import OUTPUTS
@@ -281,4 +281,17 @@ def test_preflight_for_a_deploy_lists_every_missing_prerequisite(
     assert str(result.exception).split("; ") == [
         "Docker is not running (or not installed): the deploy builds the Ray image "
         "(or set ray.image_uri to an image you pushed)"
+    ]
+
+
+def test_the_users_kubectl_context_stays_where_it_was(deployed, fake_tools) -> None:
+    fake_tools.answer("kubectl config current-context", "my-other-cluster\n")
+    fake_tools.answer(KUBECONFIG, "")
+    fake_tools.answer("kubectl config use-context my-other-cluster", "")
+    outputs, _ = deployed
+    assert kube.use_cluster(read_deployment(outputs, "demo")) == "demo-eks"
+    assert [" ".join(call) for call in fake_tools.calls()] == [
+        "kubectl config current-context",
+        KUBECONFIG,
+        "kubectl config use-context my-other-cluster",
     ]
