@@ -1,4 +1,5 @@
-"""The operations CLI: preflight, status, dashboard and submit, for the deployment in cdk-outputs.json."""
+"""The operations CLI: preflight, outputs, status, dashboard, submit, jobs, logs, stop and manifest-diff, for
+the deployment in cdk-outputs.json or, without that file, in CloudFormation."""
 
 import json
 import sys
