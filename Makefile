@@ -20,6 +20,8 @@ CRD_DIR ?=
 CONFIG_ARGS := $(if $(CONFIG),-c config=$(CONFIG))
 OPS := $(BIN)/python -m ops --outputs-file cdk-outputs.json $(if $(CONFIG),--config $(CONFIG))
 SUMMARY := $(BIN)/python scripts/summary.py cdk.out --config-name "$(or $(CONFIG),the defaults (no CONFIG=))"
+# The app writes cdk.out/manifests/ on every synth; files of a feature turned off since would stay behind.
+FRESH_MANIFESTS := rm -rf cdk.out/manifests
 STACKS = $(shell $(BIN)/python scripts/summary.py --stack-ids cdk.out)
 
 .PHONY: help deps deps-ops deps-dev synth test lint diff snapshots config-docs imports bench \
@@ -61,6 +63,7 @@ deps-ops: deps $(VENV)/.ops ## Also install the operations CLI's deps (status, d
 deps-dev: deps-ops $(VENV)/.dev ## Also install test, lint and Ray job deps (the Ray SDK for submit)
 
 synth: deps ## Synthesize every stack (offline; CONFIG=my.yaml) and summarize groups, FSx and price
+	$(FRESH_MANIFESTS)
 	$(OFFLINE) $(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	@$(SUMMARY)
 
@@ -86,6 +89,7 @@ diff: synth ## Regression check: the default config's stacks against the committ
 
 # --method template compares templates: no change set, only the bootstrap lookup role's read-only rights.
 plan: preflight ## Live diff of CONFIG against the deployed stacks, read-only (templates, manifests as YAML)
+	$(FRESH_MANIFESTS)
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	$(CDK) diff --all --app cdk.out --method template
 	$(OPS) manifest-diff cdk.out
@@ -118,11 +122,14 @@ preflight: deps-ops ## Check AWS credentials and region (what deploy/destroy/sta
 # The plan summary.py shows is the approval: the CDK CLI cannot ask per stack while it deploys 4 stacks at a
 # time (with --concurrency > 1 it refuses instead of asking), so it is told not to ask again.
 deploy: preflight ## Show the plan and price, ask, then deploy every stack (CONFIG=my.yaml, YES=1 to skip asking)
+	$(OPS) preflight --deploy
+	$(FRESH_MANIFESTS)
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	$(SUMMARY) --plan deploy $(if $(YES),--yes)
 	$(CDK) deploy --all --app cdk.out --concurrency 4 --require-approval never --outputs-file cdk-outputs.json
 
 destroy: preflight ## Show what is deleted (FSx and its checkpoints included), ask, then destroy every stack
+	$(FRESH_MANIFESTS)
 	$(CDK) synth -q $(CONFIG_ARGS) $(CDK_ARGS)
 	$(SUMMARY) --plan destroy $(if $(YES),--yes)
 	$(CDK) destroy --all --app cdk.out --force

@@ -1,4 +1,5 @@
-"""The operations CLI: preflight, status, dashboard and submit, for the deployment in cdk-outputs.json."""
+"""The operations CLI: preflight, outputs, status, dashboard, submit, jobs, logs, stop and manifest-diff, for
+the deployment in cdk-outputs.json or, without that file, in CloudFormation."""
 
 import json
 import sys
@@ -22,6 +23,7 @@ from config.observability import GRAFANA_LOCAL_PORT, GRAFANA_SERVICE_PORT
 from . import aws, kube, plan
 from . import jobs as ray_jobs
 from . import leftovers as ops_leftovers
+from . import preflight as checks
 from .outputs import Deployment, deployment_from_aws, deployment_of, read_outputs_file, stack_outputs
 from .status import StatusView, coloured, render_status
 from .tools import OpsError
@@ -75,9 +77,14 @@ def _options(
 
 
 @app.command()
-def preflight(ctx: typer.Context) -> None:
+def preflight(
+    ctx: typer.Context,
+    deploy: Annotated[
+        bool, typer.Option("--deploy", help="also kubectl, AWS CLI v2, Docker and the CDK bootstrap")
+    ] = False,
+) -> None:
     """Check AWS credentials and region (the config's env.region and env.account when set); print the
-    principal to put in eks.admin_principal_arns."""
+    principal to put in eks.admin_principal_arns. With --deploy, also what a deploy needs."""
     env = ctx.obj.config.env
     session = aws.session(env.region)
     if session.region_name is None:
@@ -91,6 +98,14 @@ def preflight(ctx: typer.Context) -> None:
         )
     console.print(f"account {identity['Account']}, region {session.region_name}, you are {identity['Arn']}")
     console.print(f'for cluster access: eks.admin_principal_arns: ["{principal_arn(identity["Arn"])}"]')
+    if deploy:
+        problems = checks.tool_problems(builds_image=ctx.obj.config.ray.image_uri is None)
+        with aws.aws_errors("checking the CDK bootstrap"):
+            ssm = session.client("ssm", config=STS_CONFIG)
+            bootstrap = checks.bootstrap_problem(ssm, identity["Account"], session.region_name)
+        problems += [bootstrap] if bootstrap else []
+        if problems:
+            raise OpsError("; ".join(problems))
 
 
 def principal_arn(caller_arn: str) -> str:

@@ -25,11 +25,12 @@ class JobRow:
 
 
 def client(address: str, token: str | None):
-    from ray.job_submission import JobSubmissionClient  # noqa: PLC0415 (heavy; only the job commands need Ray)
+    from ray.exceptions import RayError  # noqa: PLC0415 (heavy; only the job commands need Ray)
+    from ray.job_submission import JobSubmissionClient  # noqa: PLC0415
 
     try:
         return JobSubmissionClient(address, headers=auth_headers(token))
-    except (ConnectionError, RuntimeError) as error:  # a refused token, a dashboard that does not answer
+    except (ConnectionError, RuntimeError, RayError) as error:  # a refused token, a silent dashboard
         raise OpsError(f"Ray job API at {address}: {error}".splitlines()[0]) from None
 
 

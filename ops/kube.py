@@ -22,11 +22,24 @@ def use_cluster(deployment: Deployment) -> str:
     Access is the cluster's decision: without an access entry for your principal (eks.admin_principal_arns)
     or a reachable endpoint, kubectl fails and says so.
     """
+    previous = _current_context()
     run_tool(
         "aws", "eks", "update-kubeconfig", "--name", deployment.eks_cluster,
         "--region", deployment.region, "--alias", deployment.eks_cluster,
     )  # fmt: skip
+    if previous and previous != deployment.eks_cluster:
+        # update-kubeconfig also makes its context the current one; ops passes --context to every call,
+        # so the user's own kubectl keeps pointing where it did.
+        run_tool("kubectl", "config", "use-context", previous)
     return deployment.eks_cluster
+
+
+def _current_context() -> str | None:
+    """The user's current kubectl context; None without one (or without a kubeconfig)."""
+    try:
+        return run_tool("kubectl", "config", "current-context").strip() or None
+    except OpsError:
+        return None
 
 
 # NVIDIA GPU feature discovery's driver labels: the current names, then the older ones it still writes.

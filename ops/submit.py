@@ -1,6 +1,5 @@
 """Submit jobs/fsdp_ray with the Ray job SDK: arguments from the config, the token from its Secret."""
 
-import asyncio
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,7 +8,9 @@ from pathlib import Path
 from config import AppConfig
 from k8s_charts.ray_job import storage_path, train_args
 
-from .jobs import auth_headers
+from . import jobs
+from .jobs import auth_headers  # noqa: F401 (the submit tests' import)
+from .tools import OpsError
 
 JOB_DIR = Path(__file__).resolve().parents[1] / "jobs" / "fsdp_ray"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -42,25 +43,17 @@ def build_submission(config: AppConfig, run_name: str | None, extra_args: Sequen
 
 def submit(address: str, token: str | None, submission: Submission) -> str:
     """Submit and return the job id (Ray uploads the working directory first)."""
-    from ray.job_submission import JobSubmissionClient  # noqa: PLC0415 (heavy, and only submit needs Ray)
-
-    client = JobSubmissionClient(address, headers=auth_headers(token))
-    return client.submit_job(
-        entrypoint=submission.entrypoint,
-        runtime_env={"working_dir": str(submission.working_dir)},
-        metadata={"run_name": submission.run_name},  # `ops jobs` shows it
-    )
+    job_client = jobs.client(address, token)
+    try:
+        return job_client.submit_job(
+            entrypoint=submission.entrypoint,
+            runtime_env={"working_dir": str(submission.working_dir)},
+            metadata={"run_name": submission.run_name},  # `ops jobs` shows it
+        )
+    except RuntimeError as error:  # a refused token, a bad runtime env: one line
+        raise OpsError(f"Ray refused the job: {str(error).strip().splitlines()[-1]}") from None
 
 
 def follow(address: str, token: str | None, job_id: str, echo: Callable[[str], None]) -> str:
     """Stream the job's logs until it ends; return its final status."""
-    from ray.job_submission import JobSubmissionClient  # noqa: PLC0415 (heavy, and only submit needs Ray)
-
-    client = JobSubmissionClient(address, headers=auth_headers(token))
-
-    async def tail() -> None:
-        async for lines in client.tail_job_logs(job_id):
-            echo(lines)
-
-    asyncio.run(tail())
-    return str(client.get_job_status(job_id).value)
+    return jobs.follow(jobs.client(address, token), job_id, echo)

@@ -30,9 +30,12 @@ class InstanceGroup:
     instance_type: str
     count: int
     autoscaled_max: int | None = None  # opt-in autoscaling: Karpenter adds up to this many nodes when busy
+    training_plan: bool = False  # runs on a SageMaker training plan: paid up front, not by the hour
 
     @property
     def hourly(self) -> float | None:
+        if self.training_plan:
+            return 0.0  # the plan's price, paid when it was bought; on-demand rates do not apply
         each = prices.instance_hourly(self.instance_type)
         return None if each is None else each * self.count
 
@@ -41,6 +44,11 @@ class InstanceGroup:
         """What the autoscaled group adds while every node Ray may ask for runs."""
         each = prices.instance_hourly(self.instance_type)
         return None if each is None else each * (self.autoscaled_max or 0)
+
+    @property
+    def label(self) -> str:
+        plan = " (training plan: prepaid, not in the hourly total)" if self.training_plan else ""
+        return f"{self.name}: {self.instance_type} x {self.count}{plan}" + _autoscaled(self)
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,7 @@ class Plan:
     cache_nodes: list[CacheNodes] = field(default_factory=list)
 
     def hourly_lines(self) -> list[tuple[str, float | None]]:
-        lines: list[tuple[str, float | None]] = [
-            (f"{g.name}: {g.instance_type} x {g.count}" + _autoscaled(g), g.hourly)
-            for g in self.instance_groups
-        ]
+        lines: list[tuple[str, float | None]] = [(g.label, g.hourly) for g in self.instance_groups]
         lines += [
             (
                 f"FSx for Lustre {fs.capacity_gib} GiB {fs.deployment_type} {fs.throughput_per_tib} MB/s/TiB "
@@ -163,7 +168,10 @@ def _instance_groups(properties: Any) -> Iterator[InstanceGroup]:
             if key == "InstanceGroups" and isinstance(value, list):
                 for group in value:
                     yield InstanceGroup(
-                        group["InstanceGroupName"], group["InstanceType"], int(group["InstanceCount"])
+                        group["InstanceGroupName"],
+                        group["InstanceType"],
+                        int(group["InstanceCount"]),
+                        training_plan=bool(group.get("TrainingPlanArn")),
                     )
             else:
                 yield from _instance_groups(value)

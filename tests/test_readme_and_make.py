@@ -183,3 +183,35 @@ def test_the_job_commands_install_the_pinned_ray_sdk_and_not_the_dev_toolchain(t
     ).stdout.strip()
     pins = (REPO / "jobs/fsdp_ray/requirements.txt").read_text()
     assert version and re.search(rf"^ray\[[a-z,]+\]=={re.escape(version)}$", pins, re.MULTILINE)
+
+
+def test_a_training_plan_group_is_not_priced_at_on_demand_rates() -> None:
+    plan_arn = "arn:aws:sagemaker:us-west-2:123456789012:training-plan/p5-week"
+    properties = {
+        "Cluster": {
+            "InstanceGroups": [
+                {"InstanceGroupName": "head", "InstanceType": "ml.m5.2xlarge", "InstanceCount": 1},
+                {"InstanceGroupName": "workers", "InstanceType": "ml.p5.48xlarge", "InstanceCount": 4,
+                 "TrainingPlanArn": plan_arn},
+            ]
+        }
+    }  # fmt: skip
+    head, workers = summary._instance_groups(properties)
+    assert head.hourly == prices.instance_hourly("ml.m5.2xlarge") and not head.training_plan
+    assert workers.hourly == 0.0 and "training plan: prepaid" in workers.label
+
+
+def test_the_readme_cost_block_is_what_the_default_config_prints(assembly) -> None:
+    """The README's price table is the summary of the default config's synthesized stacks, line by line."""
+    block = re.search(r"## Cost\n.*?```\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    assert block, "the README lost its cost block"
+    printed = [line.rstrip() for line in summary.price_table(summary.read_plan(Path(assembly.directory)))]
+    table = [line for line in printed if line.startswith("  ") and "$" in line]
+    assert block.group(1).rstrip().splitlines() == table
+
+
+@pytest.mark.parametrize("target", ["synth", "deploy", "destroy", "plan"])
+def test_every_synth_starts_without_the_last_synths_manifests(target: str) -> None:
+    commands = _make_n(target).splitlines()
+    synth = next(i for i, line in enumerate(commands) if " synth -q" in line)
+    assert commands[synth - 1] == "rm -rf cdk.out/manifests"

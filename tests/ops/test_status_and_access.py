@@ -210,7 +210,7 @@ def test_status_shows_groups_nodes_health_and_the_ray_cluster(deployed, fake_too
     assert "i-0w1" in out and "Schedulable" in out
     assert "RayCluster ray-cluster: ready" in out and "ray-cluster-head-x" in out
     kubeconfig = "aws eks update-kubeconfig --name demo-eks --region us-east-2 --alias demo-eks"
-    assert fake_tools.calls()[0] == kubeconfig.split()
+    assert fake_tools.calls()[1] == kubeconfig.split()  # after asking kubectl for the current context
 
 
 def test_the_token_comes_from_the_secret_key_auth_token(fake_tools) -> None:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ops import cli as ops_cli
 from ops import hyperpod, kube
 from ops.cli import app
-from ops.outputs import deployment_from_aws
+from ops.outputs import deployment_from_aws, read_deployment
 from ops.status import StatusView
 from ops.tools import OpsError
 from tests.ops.conftest import OUTPUTS
@@ -256,3 +256,42 @@ def test_an_unknown_profile_is_one_line(deployed, tmp_path) -> None:
         "error: AWS session: The config profile (nope) could not be found (set AWS_PROFILE to one in "
         "~/.aws/config)"
     )
+
+
+def test_preflight_for_a_deploy_lists_every_missing_prerequisite(
+    cloudformation, deployed, fake_tools, monkeypatch, tmp_path
+) -> None:
+    """AWS CLI v1, no Docker (the default config builds the image) and an account never bootstrapped."""
+    _, config = deployed
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # the fake kubectl and aws only: no docker
+    fake_tools.answer("aws --version", "aws-cli/1.29.0 Python/3.11 Linux botocore/1.31.0\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "preflight", "--deploy"])
+    assert isinstance(result.exception, OpsError), result.output
+    assert str(result.exception).split("; ") == [
+        "the AWS CLI is aws-cli/1.29.0: `aws eks update-kubeconfig` needs v2",
+        "Docker is not running (or not installed): the deploy builds the Ray image "
+        "(or set ray.image_uri to an image you pushed)",
+        "123456789012/us-east-2 is not bootstrapped: `npx cdk bootstrap aws://123456789012/us-east-2`",
+    ]
+    boto3.client("ssm", region_name="us-east-2").put_parameter(
+        Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String"
+    )
+    fake_tools.answer("aws --version", "aws-cli/2.27.0 Python/3.13 Linux\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "preflight", "--deploy"])
+    assert str(result.exception).split("; ") == [
+        "Docker is not running (or not installed): the deploy builds the Ray image "
+        "(or set ray.image_uri to an image you pushed)"
+    ]
+
+
+def test_the_users_kubectl_context_stays_where_it_was(deployed, fake_tools) -> None:
+    fake_tools.answer("kubectl config current-context", "my-other-cluster\n")
+    fake_tools.answer(KUBECONFIG, "")
+    fake_tools.answer("kubectl config use-context my-other-cluster", "")
+    outputs, _ = deployed
+    assert kube.use_cluster(read_deployment(outputs, "demo")) == "demo-eks"
+    assert [" ".join(call) for call in fake_tools.calls()] == [
+        "kubectl config current-context",
+        KUBECONFIG,
+        "kubectl config use-context my-other-cluster",
+    ]

@@ -208,3 +208,16 @@ def test_jobs_lists_logs_follows_and_stops_on_a_token_cluster(ray_head, deployed
     unknown = runner.invoke(app, _job_args(outputs, config, "logs", "raysubmit_nope"))
     assert isinstance(unknown.exception, OpsError), unknown.output  # main() prints it as one line
     assert str(unknown.exception).startswith("Ray: ")
+
+
+def test_a_refused_token_is_one_line(ray_head, deployed, fake_tools) -> None:
+    outputs, config = deployed
+    fake_tools.answer("aws eks update-kubeconfig --name demo-eks --region us-east-2 --alias demo-eks", "")
+    fake_tools.answer(
+        "kubectl --context demo-eks -n ray get secret ray-cluster-token -o json",
+        {"data": {"auth_token": base64.b64encode(b"not-the-token").decode()}},
+    )
+    for command in (["jobs"], ["submit"]):
+        result = CliRunner().invoke(app, _job_args(outputs, config, *command))
+        assert isinstance(result.exception, OpsError), (command, result.output, result.exception)
+        assert "\n" not in str(result.exception)
