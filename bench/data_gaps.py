@@ -3,8 +3,9 @@
 A classification run (a tiny BERT from a transformers config, random init, on CoLA-shaped JSONL with a
 validation file, all built here, no downloads) of several short epochs with evaluations, on CPU, on a
 Ray head this bench starts (4 logical CPUs, so any version of the job gets CPUs for Ray Data). From
-rank 0's progress file: the longest gap between two consecutive step ends, the longest at an epoch
-boundary, the longest after an evaluation, and the median gap (a plain step).
+rank 0's progress file: the longest gap between two consecutive step ends (and its step), the
+longest at an epoch boundary, the first and the longest later evaluation, the median gap (a plain
+step), and the time from the worker's start to its first step end.
 
 `--job-dir` runs another checkout of the job (e.g. the code before a change) for a before/after
 figure; the run length is given in steps (--max-steps) so that older versions without --epochs run it.
@@ -61,16 +62,22 @@ def write_inputs(work: Path, n_train: int, n_eval: int) -> tuple[Path, Path, Pat
 
 
 def gaps(progress: dict[str, Any], per_epoch: int, eval_every: int) -> dict[str, float]:
-    """Gap before step k (k >= 2): end of step k-1 to end of step k, evaluations and data waits included."""
+    """Gap at step k (k >= 2): end of step k-1 to end of step k. It holds step k's data wait (an epoch
+    starts at k when k-1 is a multiple of per_epoch) and step k's evaluation (k a multiple of
+    eval_every: the job evaluates after the step, before it records the step's end)."""
     ends, start = progress["step_ends_at"], progress["start_step"]
     by_step = {start + i + 1: ends[i] - ends[i - 1] for i in range(1, len(ends))}
     boundary = [g for k, g in by_step.items() if (k - 1) % per_epoch == 0]
-    after_eval = [g for k, g in by_step.items() if (k - 1) % eval_every == 0]
+    evals = [g for k, g in by_step.items() if k % eval_every == 0]
+    worst = max(by_step, key=by_step.__getitem__)
     return {
-        "max_gap_s": max(by_step.values()),
+        "max_gap_s": by_step[worst],
+        "max_gap_step": worst,
         "max_epoch_boundary_gap_s": max(boundary, default=0.0),
-        "max_after_eval_gap_s": max(after_eval, default=0.0),
+        "first_eval_gap_s": evals[0] if evals else 0.0,
+        "max_later_eval_gap_s": max(evals[1:], default=0.0),
         "median_gap_s": statistics.median(by_step.values()),
+        "first_step_after_start_s": ends[0] - progress["started_at"],
     }
 
 
@@ -112,7 +119,7 @@ def main() -> None:
         f"job: {args.job_dir}; {args.epochs} epochs x {per_epoch} steps, evaluation every {args.eval_every}"
     )
     for key, value in result.items():
-        print(f"{key:28s} {value * 1000:9.1f} ms")
+        print(f"{key:28s} {value:9d}" if key == "max_gap_step" else f"{key:28s} {value * 1000:9.1f} ms")
     print(json.dumps({"job_dir": str(args.job_dir), "steps": steps, "steps_per_epoch": per_epoch, **result}))
 
 

@@ -272,10 +272,11 @@ class ShardStream:
 class EvalSet:
     """The validation rows, read once per run, each evaluated exactly once across ranks.
 
-    Every rank reads the whole (unsplit) validation set once, in Ray Data's preserved order, and keeps
-    rows rank, rank + world, ...: no row dropped, none twice. Ranks hold at most one row more than
-    another, yet each forward is a collective under FSDP, so all run the same number of batches; the
-    short ones are filled with copies of a real row whose weight is 0 (`valid` marks the real rows).
+    Every rank reads the whole (unsplit) validation set once, before the first step, in Ray Data's
+    preserved order, and keeps rows rank, rank + world, ...: no row dropped, none twice. Ranks hold at
+    most one row more than another, yet each forward is a collective under FSDP, so all run the same
+    number of batches; the short ones are filled with copies of a real row whose weight is 0 (`valid`
+    marks the real rows).
     """
 
     def __init__(self, columns: dict[str, np.ndarray], *, rank: int, world: int, batch_size: int) -> None:

@@ -144,6 +144,8 @@ def train(cfg: LoopConfig, rt: Runtime) -> dict[str, Any]:
     meter = Meter(cfg, rt, flops_token, start)
     saver = lm_checkpoint.Saver(cfg.checkpoint_mode, ckpt_group, pin=cfg.use_gpu)
     evaluation = Evaluation(cfg, rt)
+    if cfg.eval_every:
+        evaluation.batches()  # reads the validation set now, not as a stall at the first evaluation
     last_eval: dict[str, float] = {}
     for step in range(start, cfg.max_steps):
         lm_hooks.fail_at(cfg.fail_at_step, step + 1)
@@ -311,7 +313,8 @@ def train_step(
 
 
 class Evaluation:
-    """The validation set of the run: read on the first evaluation, kept for every later one."""
+    """The validation set of the run: read once, before the first step, kept for every evaluation
+    (a broken validation set fails the run before any training, not at its first evaluation)."""
 
     def __init__(self, cfg: LoopConfig, rt: Runtime) -> None:
         self.cfg, self.rt = cfg, rt
