@@ -23,9 +23,7 @@ PASSWORD_KEY = "password"
 # The in-cluster store's start: `exec` keeps valkey-server as PID 1 (it receives the pod's SIGTERM). The
 # generated password is alphanumeric (stacks/components/gcs_store.py), so it needs no quoting in the config.
 STORE_COMMAND = (
-    "exec valkey-server - --port 6379 --appendonly yes --dir /data <<EOF\n"
-    "requirepass $REDIS_PASSWORD\n"
-    "EOF\n"
+    "exec valkey-server - --port 6379 --appendonly yes --dir /data <<EOF\nrequirepass $REDIS_PASSWORD\nEOF\n"
 )
 # The CA bundle of the Ray image (Ubuntu's ca-certificates): ElastiCache's server certificates chain to
 # Amazon's public roots. Ray's GCS Redis client (hiredis) reads it from RAY_REDIS_CA_CERT.
