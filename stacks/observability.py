@@ -19,7 +19,6 @@ from k8s_charts.network_policy import MonitoringNetworkPolicyChart
 from observability import helm_values
 from observability.scrape import scrape_yaml
 
-from .components.keys import encryption_key
 from .eks import ClusterAccess
 from .kubernetes import ChartDeployer
 
@@ -113,10 +112,11 @@ class ObservabilityStack(cdk.Stack):
         cdk.CfnOutput(self, "GrafanaService", value=GRAFANA_RELEASE)
 
     def _workspace(self, config: AppConfig) -> aps.CfnWorkspace:
-        key = encryption_key(self, "MetricsKey", "Encryption at rest of the Prometheus workspace")
-        workspace = aps.CfnWorkspace(
-            self, "Workspace", alias=f"{config.prefix}-metrics", kms_key_arn=key.key_arn
-        )
+        # Encrypted at rest with AWS owned keys (AMP's default), not a customer managed key: an edition of
+        # the AMP user guide says workspaces with a customer managed key cannot take an AWS managed
+        # collector, and the current page does not settle it. A workspace cannot switch keys later, so the
+        # choice that deploys either way is the default one.
+        workspace = aps.CfnWorkspace(self, "Workspace", alias=f"{config.prefix}-metrics")
         # Metrics are a working view of this deployment: they go with it.
         workspace.apply_removal_policy(cdk.RemovalPolicy.DESTROY)
         return workspace
