@@ -68,9 +68,14 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def summary_of(output: str) -> dict[str, Any]:
-    """The one JSON object line train.py prints; fails if there is not exactly one."""
+    """The one JSON object line train.py prints; fails if there is not exactly one.
+
+    The tests log stdout and stderr to one file, where a Ray Data progress bar from a worker (no
+    newline, cursor escapes) can precede the summary on its line: it is read from its `{"run_name"`.
+    """
     found = []
-    for line in output.splitlines():
+    for whole in output.splitlines():
+        line = whole[whole.rfind('{"run_name"') :] if '{"run_name"' in whole else whole
         try:
             value = json.loads(line)
         except ValueError:
