@@ -60,8 +60,8 @@ def check(args: Any) -> Facts:
         classification = args.task == lm_model.CLASSIFICATION
         if classification and tokenizer.pad_token_id is None:
             raise PreflightError(
-                f"tokenizer {tokenizer_source} has no pad token, and --task classification pads every "
-                "row to --seq-len: use a tokenizer with one (--tokenizer), or set pad_token in it"
+                f"tokenizer {tokenizer_source} has no pad token and no EOS token to pad with, and --task "
+                "classification pads every row to --seq-len: use a tokenizer with one (--tokenizer)"
             )
         check_dataset(args, args.dataset, args.train_split, tokenizer, vocab)
         if args.eval_data:

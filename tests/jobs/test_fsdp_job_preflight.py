@@ -113,15 +113,24 @@ def test_labelled_hugging_face_datasets_are_checked_for_fields_labels_and_paddin
     assert "--label-field 'y' is not a column" in refused(*ok, "--label-field", "y")
     message = refused(*ok, "--num-labels", "1")
     assert message.endswith("label 1 in 'label' is not an integer in 0..0 (--num-labels 1)")
-    # A decoder model's tokenizer without a pad token cannot pad rows for classification.
+    # A tokenizer with neither a pad nor an EOS token cannot pad rows for classification (a decoder's
+    # EOS stands in for its missing pad token: lm_data.load_tokenizer).
     from transformers import AutoTokenizer  # noqa: PLC0415
 
     unpadded = tmp_path / "unpadded"
     tok = AutoTokenizer.from_pretrained(hf["tokenizer"])
     tok.pad_token = None
+    tok.eos_token = None
     tok.save_pretrained(unpadded)
     message = refused(*ok, "--tokenizer", str(unpadded))
-    assert message.startswith(f"tokenizer {unpadded} has no pad token")
+    assert message.startswith(f"tokenizer {unpadded} has no pad token and no EOS token")
+    # With only its EOS, the same tokenizer passes: EOS pads.
+    eos_only = tmp_path / "eos-only"
+    tok = AutoTokenizer.from_pretrained(hf["tokenizer"])
+    assert tok.eos_token is not None
+    tok.pad_token = None
+    tok.save_pretrained(eos_only)
+    assert checked(*ok, "--tokenizer", str(eos_only)).tokenizer == str(eos_only)
 
 
 def test_a_preflight_error_exits_2_with_one_line_before_ray_starts(tmp_path: Path) -> None:
