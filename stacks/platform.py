@@ -14,6 +14,7 @@ from config import AppConfig
 from k8s_charts.namespace import NamespaceChart, namespace_pod_security
 
 from .components.fsx_cleanup import FsxCleanup
+from .components.hyperpod_dependencies.recipe import taint_tolerations
 from .components.hyperpod_dependencies.release import HyperPodDependencies
 from .kubernetes import ChartDeployer
 from .nag import acknowledge, nag_resource
@@ -47,6 +48,7 @@ class PlatformStack(cdk.Stack):
             cluster=self.cluster,
             config=config.hyperpod.dependency_chart,
             log_retention=retention(config.log_retention_days),
+            values=taint_tolerations(t for group in config.hyperpod.instance_groups for t in group.taints),
         )
         self.kuberay_operator = self._kuberay(config)
         self.fsx_csi_driver = self._fsx_csi_driver(config)

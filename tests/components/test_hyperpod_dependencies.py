@@ -17,9 +17,16 @@ from aws_cdk import cx_api
 from cdk_nag import AwsSolutionsChecks
 
 from config import ConfigError, load_config
-from config.hyperpod import DependencyChartConfig
+from config.hyperpod import DependencyChartConfig, Taint
 from stacks.components.hyperpod_dependencies.digest import DIGEST_COMMAND, chart_digest
-from stacks.components.hyperpod_dependencies.recipe import build_phases, chart_object_key, chart_values
+from stacks.components.hyperpod_dependencies.recipe import (
+    DEVICE_PLUGIN_TOLERATIONS,
+    build_phases,
+    chart_object_key,
+    chart_values,
+    taint_tolerations,
+    tolerates,
+)
 from stacks.components.hyperpod_dependencies.release import RELEASE, HyperPodDependencies
 from tests.support.apps import cli_app, cluster_stacks
 from tests.support.cfn_lint import cfn_lint
@@ -441,3 +448,41 @@ def test_cfn_lint_finds_nothing(synthesized):
     ]
     findings = cfn_lint(files)
     assert findings == [], json.dumps(findings, indent=1)[:4000]
+
+
+def _taint(key: str, value: str = "", effect: str = "NoSchedule") -> Taint:
+    return Taint(key=key, value=value, effect=effect)
+
+
+def test_device_plugins_tolerate_every_taint_of_the_instance_groups():
+    taints = [
+        _taint("nvidia.com/gpu", "true"),
+        _taint("dedicated", "ray"),
+        _taint("team", effect="NoExecute"),
+    ]
+    values = chart_values("us-west-2", taint_tolerations(taints))
+    for chart in DEVICE_PLUGIN_TOLERATIONS:
+        own = values.get(chart, {}).get("tolerations", DEVICE_PLUGIN_TOLERATIONS[chart])
+        for taint in taints:
+            assert any(tolerates(t, taint.key, taint.effect, taint.value) for t in own), (chart, taint)
+        # The chart's own tolerations stay: Helm replaces the list whole.
+        assert own[: len(DEVICE_PLUGIN_TOLERATIONS[chart])] == DEVICE_PLUGIN_TOLERATIONS[chart]
+    # The EFA plugin gains nvidia.com/gpu (its chart leaves it out); the NVIDIA plugin already has it.
+    efa = values["aws-efa-k8s-device-plugin"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in efa
+    nvidia = values["nvidia-device-plugin"]["tolerations"]
+    assert sum(t.get("key") == "nvidia.com/gpu" for t in nvidia) == 1
+
+
+def test_untainted_groups_keep_the_charts_own_tolerations():
+    assert taint_tolerations([]) == {}
+    assert "tolerations" not in chart_values("us-west-2", taint_tolerations([]))["aws-efa-k8s-device-plugin"]
+
+
+def test_toleration_rule_matches_kubernetes():
+    exists = {"key": "k", "operator": "Exists", "effect": "NoSchedule"}
+    assert tolerates(exists, "k", "NoSchedule", "anything")
+    assert not tolerates(exists, "k", "NoExecute")
+    assert not tolerates(exists, "other", "NoSchedule")
+    equal = {"key": "k", "operator": "Equal", "value": "v"}
+    assert tolerates(equal, "k", "NoExecute", "v") and not tolerates(equal, "k", "NoSchedule", "w")

@@ -4,12 +4,12 @@ the S3 key the recipe determines, and the check of a local chart directory. No a
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from config import ConfigError
-from config.hyperpod import DependencyChartConfig
+from config.hyperpod import DependencyChartConfig, Taint
 
 from .digest import DIGEST_COMMAND, chart_digest
 
@@ -42,6 +42,52 @@ BASE_VALUES: dict[str, Any] = {
     "namespaced-role-and-bindings": {"enabled": False},
     "team-role-and-bindings": {"enabled": False},
 }
+
+
+_HEALTH_TOLERATION = {
+    "key": "sagemaker.amazonaws.com/node-health-status",
+    "operator": "Equal",
+    "value": "Unschedulable",
+    "effect": "NoSchedule",
+}
+# The device plugins' own tolerations in the pinned chart's values.yaml (HyperPodHelmChart at tag v3.9.0).
+# Helm replaces a list value whole, so a chart that must tolerate more repeats these first.
+DEVICE_PLUGIN_TOLERATIONS: dict[str, list[dict[str, str]]] = {
+    "nvidia-device-plugin": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        _HEALTH_TOLERATION,
+    ],
+    "aws-efa-k8s-device-plugin": [
+        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+        {"key": "aws.amazon.com/efa", "operator": "Exists", "effect": "NoSchedule"},
+        _HEALTH_TOLERATION,
+    ],
+}
+
+
+def taint_tolerations(taints: Iterable[Taint]) -> dict[str, Any]:
+    """Values that let both device plugins onto nodes with the instance groups' taints. Without them a
+    tainted GPU group (say `nvidia.com/gpu`, which the EFA plugin does not tolerate) advertises no EFA
+    devices, and Ray workers that request them stay Pending."""
+    wanted = sorted({(taint.key, taint.effect, taint.value) for taint in taints})
+    values: dict[str, Any] = {}
+    for chart, own in DEVICE_PLUGIN_TOLERATIONS.items():
+        missing = {
+            (key, effect)
+            for key, effect, value in wanted
+            if not any(tolerates(toleration, key, effect, value) for toleration in own)
+        }
+        extra = [{"key": key, "operator": "Exists", "effect": effect} for key, effect in sorted(missing)]
+        if extra:
+            values[chart] = {"tolerations": [*own, *extra]}
+    return values
+
+
+def tolerates(toleration: Mapping[str, str], key: str, effect: str, value: str = "") -> bool:
+    """Kubernetes' rule for one toleration and one taint (an empty effect matches every effect)."""
+    if toleration.get("effect") not in (None, "", effect) or toleration.get("key") != key:
+        return False
+    return toleration.get("operator") == "Exists" or toleration.get("value", "") == value
 
 
 def chart_values(region: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
