@@ -183,12 +183,15 @@ def _fsx(config: AppConfig) -> kuberay.Volume:
     )
 
 
+PREPARE_STORAGE = "prepare-storage"  # the root init step that makes /fsx the Ray user's
+
+
 def _prepare_storage(cluster: kuberay.RayCluster, config: AppConfig, image: str) -> None:
     """Every pod that mounts the file system (the head and each worker group) first makes the mount's root
     and the runs' directory the Ray user's: on a new or restored file system they are root's, and the
     CSI driver does not apply fsGroup to RWX volumes. Each pod does it, as any may start first."""
     step = kuberay.RootInitStep(
-        name="prepare-storage",
+        name=PREPARE_STORAGE,
         image=image,  # already on the node for the Ray container; has /bin/sh, mkdir, chown
         command=prepare_command(
             (config.storage.mount_path, storage_path(config)), uid=kuberay.RAY_UID, gid=kuberay.RAY_GID

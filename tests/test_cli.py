@@ -34,6 +34,7 @@ def test_cli_synth_writes_every_stack_and_the_manifests(cli_out):
     assert stacks == ["Network", "Storage", "Eks", "Platform", "HyperPod", "GcsStore", "Ray", "Observability"]
     assert sorted(p.name for p in (cli_out / "manifests").glob("*.yaml")) == [
         "Observability-MonitoringNamespace.yaml",
+        "Observability-MonitoringNetworkPolicies.yaml",
         "Platform-KuberayNamespace.yaml",
         "Ray-ClaimManifest.yaml",
         "Ray-GcsStoreManifest.yaml",

@@ -33,7 +33,7 @@ METACHARACTERS = [
     "| touch {canary}",
     "> {canary}",
     "'quoted' \"double\" \\backslash",
-    "$HOME ${{PATH}} * ? [a-z] ~ # ! & < >",
+    "$HOME $PATH {{PATH}} * ? [a-z] ~ # ! & < >",
     "--flag=value with spaces",
 ]
 # Prints each argument on its own line, NUL-free, so the test can compare argv exactly.

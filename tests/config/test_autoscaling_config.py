@@ -85,7 +85,8 @@ CASES = [
     ),
     (
         lambda v: v["hyperpod"]["instance_groups"][0].update(count=0, autoscale_max_count=1),
-        "ray.head runs on autoscaled instance group 'head': the Ray head needs a fixed group",
+        # The head's own rule speaks first: a group at 0 nodes can never hold it.
+        "ray.head.instance_group 'head' has count 0: the Ray head needs one node of it",
     ),
 ]
 
